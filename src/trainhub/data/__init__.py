@@ -1,0 +1,17 @@
+"""Datasets, loaders, encoders and helpers."""
+
+from trainhub.data.dataset import DictDataset, make_loader
+from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
+from trainhub.data.generator import DataGenerator
+from trainhub.data.utils import df_to_dict, pad_sequences
+
+__all__ = [
+    "CategoricalEncoder",
+    "DataGenerator",
+    "DictDataset",
+    "MISSING_ID",
+    "OOV_ID",
+    "df_to_dict",
+    "make_loader",
+    "pad_sequences",
+]

@@ -1,0 +1,97 @@
+"""In-memory datasets whose batches are slices of whole tensors.
+
+``DictDataset.__getitems__`` receives the indices of a whole batch and answers with one
+``index_select`` per column, so no per-sample Python dicts are built or collated. It plugs into
+an ordinary ``torch.utils.data.DataLoader`` (samplers, workers and DistributedSampler all work).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["DictDataset", "make_loader", "to_tensor", "passthrough_collate"]
+
+
+def to_tensor(name: str, values: Any) -> torch.Tensor:
+    """Turn a column (numpy, pandas, list, tensor) into a tensor, or say which column is wrong."""
+    if isinstance(values, torch.Tensor):
+        return values
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy()
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        try:
+            arr = np.stack([np.asarray(v) for v in arr]) if arr.ndim == 1 and len(arr) else arr.astype(np.float64)
+        except (ValueError, TypeError):
+            raise TypeError(
+                f"column {name!r} holds non-numeric values (e.g. {values[0]!r}); encode it first "
+                f"(trainhub.data.CategoricalEncoder) or pad its sequences (trainhub.data.pad_sequences)"
+            ) from None
+    if arr.dtype.kind in "US":
+        raise TypeError(
+            f"column {name!r} holds strings (e.g. {arr.flat[0]!r}); encode it first with trainhub.data.CategoricalEncoder"
+        )
+    if arr.dtype.kind == "f" and arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    if arr.dtype.kind in "iu" and arr.dtype != np.int64:
+        arr = arr.astype(np.int64)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. pandas copy-on-write views; torch wants writable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr)
+
+
+def passthrough_collate(batch: Any) -> Any:
+    """The dataset already built the batch in ``__getitems__``."""
+    return batch
+
+
+class DictDataset(Dataset):
+    """Columns ``x = {name: array [N, ...]}`` and optional labels ``y [N, ...]``.
+
+    Indexing one row gives ``({name: value}, label)`` (or the dict alone without labels);
+    ``__getitems__`` gives a whole batch the same way, with ``[B, ...]`` tensors.
+    """
+
+    def __init__(self, x: Mapping[str, Any], y: Any = None):
+        if len(list(x.keys())) == 0:
+            raise ValueError("the input x has no columns")
+        self.x = {name: to_tensor(name, values) for name, values in x.items()}
+        self.y = None if y is None or (isinstance(y, Sequence) and len(y) == 0) else to_tensor("label", y)
+        lengths = {name: len(t) for name, t in self.x.items()}
+        if self.y is not None:
+            lengths["label (y)"] = len(self.y)
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns have different numbers of rows: {lengths}")
+        self.num_rows = next(iter(lengths.values()))
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __getitem__(self, i: int):
+        row = {k: v[i] for k, v in self.x.items()}
+        return row if self.y is None else (row, self.y[i])
+
+    def __getitems__(self, indices: Sequence[int]):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        batch = {k: v.index_select(0, idx) for k, v in self.x.items()}
+        return batch if self.y is None else (batch, self.y.index_select(0, idx))
+
+    def subset(self, indices: torch.Tensor) -> "DictDataset":
+        """A new dataset holding only the given rows (copies the selected slices)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        x = {k: v.index_select(0, idx) for k, v in self.x.items()}
+        y = None if self.y is None else self.y.index_select(0, idx)
+        return DictDataset(x, y)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
+                drop_last: bool = False, seed: int | None = None, **kwargs: Any) -> DataLoader:
+    """A DataLoader over a :class:`DictDataset` that keeps its batch slicing."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      drop_last=drop_last, collate_fn=passthrough_collate, generator=generator, **kwargs)

@@ -1,0 +1,317 @@
+"""The training loop: ``fit()`` runs epochs of ``train_epoch()`` and ``evaluate()`` over a Task.
+
+It reads top to bottom. Everything model-specific sits in the Task; devices and processes in the
+Runtime; stopping in EarlyStopping; files in the Checkpointer; metrics output in the logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from trainhub.engine.callbacks import fire
+from trainhub.engine.checkpoint import Checkpointer, plain_state_dict
+from trainhub.engine.runtime import Runtime, unwrap_model
+from trainhub.engine.stopping import EarlyStopping
+from trainhub.engine.task import StepOutput, Task
+
+__all__ = ["FitConfig", "TrainState", "FitResult", "fit", "train_epoch", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitConfig:
+    """Loop settings.
+
+    Attributes:
+        max_epochs: epochs to run (fewer when early stopping fires).
+        grad_accum_steps: batches whose gradients are summed before one optimizer step.
+        max_grad_norm: clip the global gradient norm to this value (None: no clipping).
+        scheduler_interval: step the LR scheduler every ``"epoch"`` or every optimizer ``"step"``.
+        eval_every_n_epochs: validate every N epochs.
+        log_every_n_steps: log the running training loss every N optimizer steps.
+        restore_best: after training, load the best validation weights into the model.
+        resume: continue from the checkpointer's ``last.ckpt`` when it exists.
+        progress: show tqdm progress bars (main process only).
+    """
+
+    max_epochs: int = 10
+    grad_accum_steps: int = 1
+    max_grad_norm: float | None = None
+    scheduler_interval: str = "epoch"
+    eval_every_n_epochs: int = 1
+    log_every_n_steps: int = 10
+    restore_best: bool = True
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {self.scheduler_interval!r}")
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+
+
+@dataclass
+class TrainState:
+    """Everything about loop progress that a resume needs, in one place."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0  # optimizer steps taken
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "global_step": self.global_step, "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.history = list(state["history"])
+
+
+@dataclass
+class FitResult:
+    state: TrainState
+    best_metrics: dict[str, float] | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.state.history
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    pos = state["python_pos"]
+    random.setstate((3, tuple(state["python"]), None if pos == -1 else pos))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+
+
+def _is_plateau(scheduler: Any) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _current_lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def train_epoch(
+    model: nn.Module,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    *,
+    runtime: Runtime | None = None,
+    config: FitConfig | None = None,
+    state: TrainState | None = None,
+    scheduler: Any = None,
+    logger: Any = None,
+    callbacks: Sequence[Any] = (),
+    desc: str = "train",
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the epoch's sample-weighted mean ``loss`` and parts."""
+    runtime = runtime or Runtime()
+    config = config or FitConfig()
+    state = state or TrainState()
+    model.train()
+    custom_backward = getattr(task, "backward", None)
+    accum = config.grad_accum_steps
+    totals: dict[str, float] = {}
+    seen = 0
+    running, running_n = 0.0, 0
+    bar = tqdm(loader, desc=desc, disable=not (config.progress and runtime.is_main), leave=False, dynamic_ncols=True)
+    optimizer.zero_grad(set_to_none=True)
+    num_batches = len(loader) if hasattr(loader, "__len__") else None
+    for i, batch in enumerate(bar):
+        batch = runtime.to_device(batch)
+        out: StepOutput = task.training_step(model, batch)
+        if custom_backward is not None:
+            custom_backward(out)
+        else:
+            (out.loss / accum).backward()
+        last_batch = num_batches is not None and i + 1 == num_batches
+        if (i + 1) % accum == 0 or last_batch:
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            if scheduler is not None and config.scheduler_interval == "step" and not _is_plateau(scheduler):
+                scheduler.step()
+        loss_value = float(out.loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"training loss became {loss_value} at epoch {state.epoch}, batch {i}; "
+                "lower the learning rate or check the inputs for NaN/inf"
+            )
+        n = out.batch_size
+        seen += n
+        totals["loss"] = totals.get("loss", 0.0) + loss_value * n
+        for key, part in out.parts.items():
+            totals[key] = totals.get(key, 0.0) + float(part.detach()) * n
+        running += loss_value
+        running_n += 1
+        if running_n == config.log_every_n_steps:
+            bar.set_postfix(loss=f"{running / running_n:.4f}")
+            if logger is not None:
+                logger.log_metrics({"train/step_loss": running / running_n}, step=state.global_step)
+            running, running_n = 0.0, 0
+        fire(callbacks, "on_train_batch_end", state, out)
+    bar.close()
+    if seen == 0:
+        raise ValueError("the training data loader yielded no batches")
+    return {k: v / seen for k, v in totals.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    loader: Iterable,
+    *,
+    runtime: Runtime | None = None,
+    progress: bool = True,
+    desc: str = "validation",
+) -> dict[str, float]:
+    """Run ``task.validation_step`` over ``loader`` in eval mode and return ``task.compute_metrics()``."""
+    runtime = runtime or Runtime()
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not (progress and runtime.is_main), leave=False):
+            task.validation_step(model, runtime.to_device(batch))
+        return task.compute_metrics()
+    finally:
+        model.train(was_training)
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    config: FitConfig | None = None,
+    scheduler: Any = None,
+    runtime: Runtime | None = None,
+    logger: Any = None,
+    stopper: EarlyStopping | None = None,
+    checkpointer: Checkpointer | None = None,
+    callbacks: Sequence[Any] = (),
+) -> FitResult:
+    """Train ``model`` on ``task``.
+
+    Each epoch: train, validate (when ``val_loader`` is given), log ``train/*`` and ``val/*``
+    metrics, step an epoch scheduler, save ``last.ckpt``, and stop when ``stopper`` says so. The
+    best validation weights (by ``stopper.monitor``) are saved to ``best.safetensors`` when a
+    checkpointer is given (else kept as a CPU copy) and loaded back at the end.
+
+    Example:
+        >>> result = fit(model, CTRTask(), torch.optim.Adam(model.parameters()), train_dl, val_dl,
+        ...              config=FitConfig(max_epochs=5), stopper=EarlyStopping("auc", "max", patience=2))
+    """
+    config = config or FitConfig()
+    runtime = runtime or Runtime()
+    state = TrainState()
+    result = FitResult(state)
+    best_cpu_state: dict[str, torch.Tensor] | None = None
+
+    if config.resume and checkpointer is not None:
+        payload = checkpointer.load_resume()
+        if payload is not None:
+            unwrap_model(model).load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if scheduler is not None and "scheduler" in payload:
+                scheduler.load_state_dict(payload["scheduler"])
+            state.load_state_dict(payload["state"])
+            if stopper is not None and "stopper" in payload:
+                stopper.load_state_dict(payload["stopper"])
+            if "task" in payload and hasattr(task, "load_state_dict"):
+                task.load_state_dict(payload["task"])
+            _set_rng_state(payload["rng"])
+            log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
+
+    fire(callbacks, "on_fit_start", state)
+    for epoch in range(state.epoch, config.max_epochs):
+        fire(callbacks, "on_epoch_start", state)
+        train_logs = train_epoch(
+            model, task, optimizer, train_loader, runtime=runtime, config=config, state=state,
+            scheduler=scheduler, logger=logger, callbacks=callbacks, desc=f"epoch {epoch}",
+        )
+        logs = {f"train/{k}": v for k, v in train_logs.items()}
+        logs["learning_rate"] = _current_lr(optimizer)
+        if hasattr(task, "epoch_logs"):
+            logs.update(task.epoch_logs())
+
+        metrics: dict[str, float] = {}
+        if val_loader is not None and (epoch + 1) % config.eval_every_n_epochs == 0:
+            metrics = evaluate(model, task, val_loader, runtime=runtime, progress=config.progress)
+            fire(callbacks, "on_validation_end", state, metrics)
+            logs.update({f"val/{k}": v for k, v in metrics.items()})
+            if stopper is not None and stopper.update({**metrics, **logs}, epoch):
+                result.best_metrics, result.best_epoch = dict(metrics), epoch
+                if checkpointer is not None:
+                    if runtime.is_main:
+                        checkpointer.save_best(model, {"epoch": epoch, "monitor": stopper.monitor})
+                else:
+                    best_cpu_state = plain_state_dict(model)
+
+        if scheduler is not None and config.scheduler_interval == "epoch":
+            if _is_plateau(scheduler):
+                if stopper is not None and metrics:
+                    scheduler.step(metrics.get(stopper.monitor, logs.get(stopper.monitor)))
+                else:
+                    scheduler.step(train_logs["loss"])
+            else:
+                scheduler.step()
+
+        state.epoch = epoch + 1
+        state.history.append(logs)
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.6g}" for k, v in logs.items()))
+        if logger is not None:
+            logger.log_metrics(logs, step=epoch)
+        if checkpointer is not None and runtime.is_main:
+            checkpointer.save_resume({
+                "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
+                "stopper": stopper.state_dict() if stopper is not None else None,
+                "task": task.state_dict() if hasattr(task, "state_dict") else None,
+                "rng": _rng_state(),
+            })
+        fire(callbacks, "on_epoch_end", state, logs)
+        if stopper is not None and stopper.should_stop:
+            result.stopped_early = True
+            log.info("early stopping after epoch %d: best %s=%.6g at epoch %s",
+                     epoch, stopper.monitor, stopper.best, stopper.best_step)
+            break
+
+    if stopper is not None and result.best_epoch is None and stopper.best_step is not None:
+        result.best_epoch = stopper.best_step  # best came from before a resume
+    if config.restore_best and result.best_epoch is not None:
+        if checkpointer is not None and checkpointer.has_best():
+            runtime.barrier()
+            checkpointer.load_best(model)
+        elif best_cpu_state is not None:
+            unwrap_model(model).load_state_dict(best_cpu_state)
+    fire(callbacks, "on_fit_end", state)
+    return result

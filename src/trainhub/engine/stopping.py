@@ -1,0 +1,67 @@
+"""Early stopping on any logged metric, in either direction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["EarlyStopping"]
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after ``patience`` evaluations without improvement of ``monitor``.
+
+    Args:
+        monitor: metric key as returned by the task, e.g. ``"auc"`` or ``"loss"``.
+        mode: ``"max"`` when higher is better, ``"min"`` when lower is better.
+        patience: evaluations without improvement before stopping (Torch-RecHub's count: with
+            patience 2 and the best at epoch 0, training stops after epoch 2).
+        min_delta: an improvement must beat the best by more than this.
+
+    NaN never counts as an improvement. ``state_dict()`` / ``load_state_dict()`` make it resumable.
+    """
+
+    monitor: str
+    mode: str = "max"
+    patience: int = 10
+    min_delta: float = 0.0
+    best: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"EarlyStopping mode must be 'max' or 'min', got {self.mode!r}")
+        if self.patience < 1:
+            raise ValueError(f"EarlyStopping patience must be >= 1, got {self.patience}")
+
+    def improved(self, value: float) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def update(self, metrics: dict[str, float], step: int) -> bool:
+        """Record one evaluation; return True when it is the best so far."""
+        if self.monitor not in metrics:
+            raise KeyError(f"early stopping monitors {self.monitor!r}, but the metrics are {sorted(metrics)}")
+        value = float(metrics[self.monitor])
+        if self.improved(value):
+            self.best, self.best_step, self.bad_evals = value, step, 0
+            return True
+        self.bad_evals += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_evals >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_step, self.bad_evals = state["best"], state["best_step"], state["bad_evals"]

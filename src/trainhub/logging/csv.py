@@ -1,0 +1,36 @@
+"""Metrics appended to a CSV file in long form (``step,name,value``), readable with pandas."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CSVLogger"]
+
+
+class CSVLogger:
+    """Append metrics to ``save_dir/metrics.csv``; params go to ``save_dir/params.json``."""
+
+    def __init__(self, save_dir: str | Path):
+        self.save_dir = Path(save_dir)
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.save_dir / "metrics.csv"
+        new = not self.path.exists()
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        if new:
+            self._writer.writerow(["step", "name", "value"])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            self._writer.writerow([step, name, float(value)])
+        self._fh.flush()
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        (self.save_dir / "params.json").write_text(json.dumps(params, indent=2, default=str), encoding="utf-8")
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()

@@ -1,0 +1,5 @@
+"""Metrics as functions and as streaming objects (``update`` / ``compute`` / ``reset``)."""
+
+from trainhub.metrics.classification import BinaryAUC, GroupAUC, LogLoss, auc_score, gauc_score, log_loss
+
+__all__ = ["BinaryAUC", "GroupAUC", "LogLoss", "auc_score", "gauc_score", "log_loss"]

@@ -1,0 +1,97 @@
+"""Multi-layer perceptron and activation lookup."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "activation_layer", "Dice"]
+
+
+class Dice(nn.Module):
+    """Data-adaptive activation from DIN: a PReLU whose gate follows the batch statistics."""
+
+    def __init__(self, dim: int, eps: float = 1e-9):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, eps=eps, affine=False)
+        self.alpha = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        p = torch.sigmoid(self.bn(flat)).reshape(shape)
+        return p * x + (1 - p) * self.alpha * x
+
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "prelu": nn.PReLU,
+    "gelu": nn.GELU,
+    "leakyrelu": nn.LeakyReLU,
+    "linear": nn.Identity,
+    "identity": nn.Identity,
+}
+
+
+def activation_layer(activation: str | type | nn.Module, dim: int | None = None) -> nn.Module:
+    """Build an activation from a name (``relu``, ``prelu``, ``dice``, ``softmax``, ...) or a class."""
+    if isinstance(activation, nn.Module):
+        return activation
+    if isinstance(activation, type) and issubclass(activation, nn.Module):
+        return activation()
+    name = str(activation).lower()
+    if name == "dice":
+        if dim is None:
+            raise ValueError("activation 'dice' needs the layer width")
+        return Dice(dim)
+    if name == "softmax":
+        return nn.Softmax(dim=-1)
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS) + ['dice', 'softmax']}")
+    return _ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Stack of ``Linear -> BatchNorm1d -> activation -> Dropout`` blocks, optionally ending in ``Linear(., 1)``.
+
+    Args:
+        input_dim: width of the input.
+        output_layer: append a final ``Linear(dims[-1], 1)`` and return ``[B, 1]``.
+        dims: hidden widths, e.g. ``[256, 128]``.
+        dropout: dropout after each hidden block.
+        activation: activation name or module class.
+        batch_norm: put a BatchNorm1d in each hidden block (Torch-RecHub's layout).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_layer: bool = True,
+        dims: Sequence[int] | None = None,
+        dropout: float = 0.0,
+        activation: str | type = "relu",
+        batch_norm: bool = True,
+    ):
+        super().__init__()
+        dims = list(dims or [])
+        layers: list[nn.Module] = []
+        width = input_dim
+        for out in dims:
+            layers.append(nn.Linear(width, out))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(out))
+            layers.append(activation_layer(activation, out))
+            layers.append(nn.Dropout(dropout))
+            width = out
+        if output_layer:
+            layers.append(nn.Linear(width, 1))
+            width = 1
+        self.output_dim = width
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)

@@ -1,0 +1,170 @@
+"""What every Torch-RecHub-style trainer shares: device, optimizer, scheduler, early stopping,
+checkpoints and loggers around the engine's ``fit``. Subclasses only supply a Task."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from trainhub.engine import (
+    Checkpointer,
+    EarlyStopping,
+    FitConfig,
+    FitResult,
+    Runtime,
+    evaluate,
+    fit,
+    save_state,
+    train_epoch,
+    unwrap_model,
+)
+from trainhub.engine.checkpoint import plain_state_dict
+from trainhub.logging import build_logger
+
+__all__ = ["RecTrainer"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPTIMIZER_PARAMS = {"lr": 1e-3, "weight_decay": 1e-5}
+
+
+class RecTrainer:
+    """Shared trainer body. Subclasses set ``self.task`` and the early-stopping monitor.
+
+    Beyond Torch-RecHub's parameters every trainer takes, as keywords:
+        seed: seed everything before training.
+        loggers: extra loggers by name (``"csv"``, ``"tensorboard"``, ``"mlflow"``) or object;
+            their files go to ``log_dir`` (default ``<model_path>/logs``).
+        earlystop_monitor / earlystop_mode: any validation metric and its direction.
+        max_grad_norm: gradient clipping.
+        resume: continue from ``<model_path>/last.ckpt`` when present.
+        progress: show progress bars.
+    """
+
+    model_filename = "model.pth"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer_fn=torch.optim.Adam,
+        optimizer_params: dict | None = None,
+        scheduler_fn=None,
+        scheduler_params: dict | None = None,
+        n_epoch: int = 10,
+        earlystop_patience: int = 10,
+        device: str = "cpu",
+        gpus: Sequence[int] | None = None,
+        model_path: str = "./",
+        model_logger: Any = None,
+        *,
+        earlystop_monitor: str = "auc",
+        earlystop_mode: str = "max",
+        seed: int | None = None,
+        loggers: Iterable[Any] | str | None = None,
+        log_dir: str | None = None,
+        experiment_name: str = "trainhub",
+        max_grad_norm: float | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        save_last: bool = True,
+    ):
+        self.runtime = Runtime(device=device, gpus=gpus, seed=seed)
+        self.device = self.runtime.device
+        self.model = self.runtime.setup_model(model)
+        self.optimizer_fn = optimizer_fn
+        self.optimizer_params = dict(DEFAULT_OPTIMIZER_PARAMS if optimizer_params is None else optimizer_params)
+        self.optimizer = self.build_optimizer()
+        self.scheduler = scheduler_fn(self.optimizer, **(scheduler_params or {})) if scheduler_fn else None
+        self.n_epoch = n_epoch
+        self.earlystop_patience = earlystop_patience
+        self.early_stopper = EarlyStopping(earlystop_monitor, earlystop_mode, patience=earlystop_patience)
+        self.model_path = Path(model_path)
+        self.checkpointer = Checkpointer(self.model_path, save_last=save_last)
+        self.config = FitConfig(max_epochs=n_epoch, max_grad_norm=max_grad_norm, resume=resume, progress=progress)
+        extra = [model_logger] if model_logger is not None and not isinstance(model_logger, list) else (model_logger or [])
+        names = [loggers] if isinstance(loggers, str) else list(loggers or [])
+        self._logger_spec = (["stdout"] + names + list(extra), Path(log_dir) if log_dir else self.model_path / "logs",
+                             experiment_name)
+        self.logger = None
+        self.fit_result: FitResult | None = None
+
+    # -- pieces subclasses may override -------------------------------------------------------
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizer_fn(self.model.parameters(), **self.optimizer_params)
+
+    def _get_logger(self):
+        if self.logger is None:
+            names, log_dir, experiment = self._logger_spec
+            if not self.runtime.is_main:
+                names = [n for n in names if not isinstance(n, str)]
+            self.logger = build_logger(names, save_dir=log_dir, experiment_name=experiment)
+        return self.logger
+
+    # -- Torch-RecHub API ---------------------------------------------------------------------
+    def train_one_epoch(self, data_loader: Iterable, log_interval: int = 10) -> float:
+        """Train one epoch; return its mean loss."""
+        config = FitConfig(max_epochs=1, max_grad_norm=self.config.max_grad_norm, log_every_n_steps=log_interval,
+                           progress=self.config.progress)
+        logs = train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
+        return logs["loss"]
+
+    def fit(self, train_dataloader: Iterable, val_dataloader: Iterable | None = None) -> FitResult:
+        """Train for ``n_epoch`` epochs with early stopping on the validation metric.
+
+        The best validation weights are kept in the model and saved to ``<model_path>/model.pth``
+        (and ``best.safetensors``); without validation data the last epoch's weights are saved.
+        """
+        logger = self._get_logger()
+        try:
+            logger.log_params(self.hyperparams())
+            self.fit_result = fit(
+                self.model, self.task, self.optimizer, train_dataloader, val_dataloader,
+                config=self.config, scheduler=self.scheduler, runtime=self.runtime, logger=logger,
+                stopper=self.early_stopper if val_dataloader is not None else None,
+                checkpointer=self.checkpointer,
+            )
+            if self.runtime.is_main:
+                self.save_model()
+        finally:
+            logger.close()
+            self.logger = None
+        return self.fit_result
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """Save the model's weights (no ``module.`` prefix) with ``torch.save`` for
+        Torch-RecHub-style loading: ``model.load_state_dict(torch.load(path, weights_only=True))``."""
+        path = Path(path) if path is not None else self.model_path / self.model_filename
+        save_state(path, plain_state_dict(self.model))
+        return path
+
+    def evaluate(self, model: nn.Module, data_loader: Iterable) -> Any:
+        """Validation metric of the task's early-stopping monitor (AUC for CTR)."""
+        metrics = evaluate(model, self.task, data_loader, runtime=self.runtime, progress=self.config.progress)
+        return metrics[self.early_stopper.monitor]
+
+    def evaluate_all(self, model: nn.Module, data_loader: Iterable) -> dict[str, float]:
+        """Every metric the task computes, e.g. ``{"auc": ..., "logloss": ...}``."""
+        return evaluate(model, self.task, data_loader, runtime=self.runtime, progress=self.config.progress)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, data_loader: Iterable) -> list:
+        """Predictions for every row of ``data_loader`` (which may yield ``(x, y)`` or ``x``)."""
+        model.eval()
+        outputs = [self.task.predict_step(model, self.runtime.to_device(batch)).cpu() for batch in data_loader]
+        return torch.cat(outputs).tolist() if outputs else []
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {
+            "model": type(unwrap_model(self.model)).__name__,
+            "optimizer": getattr(self.optimizer_fn, "__name__", str(self.optimizer_fn)),
+            **{f"optimizer.{k}": v for k, v in self.optimizer_params.items()},
+            "scheduler": type(self.scheduler).__name__ if self.scheduler is not None else "none",
+            "n_epoch": self.n_epoch,
+            "earlystop_patience": self.earlystop_patience,
+            "earlystop_monitor": self.early_stopper.monitor,
+            "device": str(self.device),
+        }

@@ -1,0 +1,131 @@
+"""The loop on a tiny regression task: learning, best-weight restore, resume, accumulation, schedulers."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainhub.engine import Checkpointer, EarlyStopping, FitConfig, StepOutput, fit, train_epoch
+
+
+class RegressionTask:
+    def __init__(self, scripted=None):
+        self.scripted = list(scripted) if scripted else None
+        self.sse, self.n = 0.0, 0
+
+    def training_step(self, model, batch):
+        x, y = batch
+        loss = F.mse_loss(model(x).squeeze(1), y)
+        return StepOutput(loss, batch_size=len(y))
+
+    def validation_step(self, model, batch):
+        x, y = batch
+        self.sse += float(((model(x).squeeze(1) - y) ** 2).sum())
+        self.n += len(y)
+
+    def compute_metrics(self):
+        mse = self.sse / self.n
+        self.sse, self.n = 0.0, 0
+        metrics = {"mse": mse}
+        if self.scripted:
+            metrics["score"] = self.scripted.pop(0)
+        return metrics
+
+
+def data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    return [(x[i:i + 16], y[i:i + 16]) for i in range(0, n, 16)]
+
+
+def make(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Linear(3, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=0.05)
+
+
+def test_fit_lowers_the_loss():
+    model, opt = make()
+    result = fit(model, RegressionTask(), opt, data(), data(seed=1), config=FitConfig(max_epochs=20, progress=False))
+    losses = [h["train/loss"] for h in result.history]
+    assert losses[-1] < 0.1 * losses[0]
+    assert result.history[-1]["val/mse"] < 0.05
+
+
+def test_best_weights_are_restored_even_without_stopping():
+    model, opt = make()
+    snapshots = []
+
+    class Snap:
+        def on_epoch_end(self, state, logs):
+            snapshots.append(copy.deepcopy(model.state_dict()))
+
+    task = RegressionTask(scripted=[0.5, 0.9, 0.6, 0.7])
+    stopper = EarlyStopping("score", "max", patience=10)
+    result = fit(model, task, opt, data(), data(seed=1), config=FitConfig(max_epochs=4, progress=False),
+                 stopper=stopper, callbacks=[Snap()])
+    assert not result.stopped_early and result.best_epoch == 1
+    assert torch.equal(model.weight, snapshots[1]["weight"])
+    assert not torch.equal(model.weight, snapshots[3]["weight"])
+
+
+def test_min_mode_stops_on_rising_loss(tmp_path):
+    model, opt = make()
+    task = RegressionTask(scripted=[3.0, 1.0, 2.0, 2.5, 0.1])
+    stopper = EarlyStopping("score", "min", patience=2)
+    ck = Checkpointer(tmp_path)
+    result = fit(model, task, opt, data(), data(seed=1), config=FitConfig(max_epochs=5, progress=False),
+                 stopper=stopper, checkpointer=ck)
+    assert result.stopped_early and result.state.epoch == 4 and result.best_epoch == 1
+    assert ck.has_best() and ck.last_path.is_file()
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    model_a, opt_a = make()
+    fit(model_a, RegressionTask(), opt_a, data(), config=FitConfig(max_epochs=4, progress=False))
+
+    model_b, opt_b = make()
+    ck = Checkpointer(tmp_path)
+    fit(model_b, RegressionTask(), opt_b, data(), config=FitConfig(max_epochs=2, progress=False), checkpointer=ck)
+    model_c, opt_c = make(seed=123)  # different init: everything must come from the checkpoint
+    result = fit(model_c, RegressionTask(), opt_c, data(), checkpointer=ck,
+                 config=FitConfig(max_epochs=4, resume=True, progress=False))
+    assert result.state.epoch == 4 and len(result.history) == 4
+    assert torch.allclose(model_a.weight, model_c.weight, atol=1e-6)
+
+
+def test_gradient_accumulation_equals_a_bigger_batch():
+    model_a, opt_a = make()
+    full = [torch.cat([b[0] for b in data()]), torch.cat([b[1] for b in data()])]
+    train_epoch(model_a, RegressionTask(), opt_a, [tuple(full)], config=FitConfig(progress=False))
+    model_b, opt_b = make()
+    train_epoch(model_b, RegressionTask(), opt_b, data(), config=FitConfig(grad_accum_steps=4, progress=False))
+    assert torch.allclose(model_a.weight, model_b.weight, atol=1e-6)
+
+
+@pytest.mark.parametrize("make_scheduler, interval", [
+    (lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5), "epoch"),
+    (lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.5), "epoch"),
+    (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=3), "epoch"),
+    (lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode="min", patience=0, factor=0.5), "epoch"),
+    (lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=12), "step"),
+])
+def test_any_scheduler_works(make_scheduler, interval):
+    model, opt = make()
+    scheduler = make_scheduler(opt)
+    task = RegressionTask(scripted=[1.0, 1.0, 1.0])
+    result = fit(model, task, opt, data(), data(seed=1), scheduler=scheduler,
+                 stopper=EarlyStopping("score", "min", patience=5),
+                 config=FitConfig(max_epochs=3, scheduler_interval=interval, progress=False))
+    assert opt.param_groups[0]["lr"] < 0.05
+    assert len(result.history) == 3
+
+
+def test_nan_loss_is_reported():
+    model, opt = make()
+    bad = [(torch.full((4, 3), float("nan")), torch.zeros(4))]
+    with pytest.raises(FloatingPointError, match="epoch 0, batch 0"):
+        train_epoch(model, RegressionTask(), opt, bad, config=FitConfig(progress=False))

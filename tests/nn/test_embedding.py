@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
+from trainhub.nn import EmbeddingCollection, masked_pool
+
+
+def test_mean_pooling_ignores_padding_without_padding_idx():
+    seq = SequenceFeature("hist", 10, embed_dim=3, pooling="mean")
+    coll = EmbeddingCollection([seq])
+    ids = torch.tensor([[4, 5, 0, 0], [7, 0, 0, 0]])
+    out = coll.embed_one(seq, {"hist": ids})
+    table = coll.tables["hist"].weight
+    assert torch.allclose(out[0], (table[4] + table[5]) / 2)
+    assert torch.allclose(out[1], table[7])
+
+
+def test_sum_pooling_honours_padding_idx_and_all_padding_row_is_zero():
+    emb = torch.randn(2, 3, 4)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    out = masked_pool(emb, mask, "sum")
+    assert torch.allclose(out[0], emb[0, 0] + emb[0, 2])
+    assert torch.equal(out[1], torch.zeros(4))
+    assert torch.equal(masked_pool(emb, mask, "mean")[1], torch.zeros(4))
+
+
+def test_shared_with_reads_one_table():
+    item = SparseFeature("item", 10, embed_dim=4)
+    hist = SequenceFeature("hist", 10, embed_dim=4, shared_with="item")
+    coll = EmbeddingCollection([item, hist])
+    assert list(coll.tables) == ["item"]
+    x = {"item": torch.tensor([3]), "hist": torch.tensor([[3, 0]])}
+    assert torch.allclose(coll.embed_one(item, x), coll.embed_one(hist, x))
+
+
+def test_shared_with_unknown_feature_is_an_error():
+    with pytest.raises(ValueError, match="shared_with 'nope'"):
+        EmbeddingCollection([SequenceFeature("hist", 10, 4, shared_with="nope")])
+
+
+def test_stacked_and_squeezed_shapes():
+    feats = [SparseFeature("a", 5, 4), SparseFeature("b", 6, 4), DenseFeature("d")]
+    coll = EmbeddingCollection(feats)
+    x = {"a": torch.tensor([1, 2]), "b": torch.tensor([0, 5]), "d": torch.tensor([0.5, 1.0])}
+    assert coll(x, feats[:2]).shape == (2, 2, 4)
+    squeezed = coll(x, feats, squeeze_dim=True)
+    assert squeezed.shape == (2, 9)
+    assert torch.equal(squeezed[:, -1], x["d"])
+
+
+def test_missing_feature_is_named():
+    feats = [SparseFeature("user_id", 5, 4)]
+    with pytest.raises(KeyError, match="'user_id' is missing from the batch"):
+        EmbeddingCollection(feats)({"item_id": torch.tensor([1])}, feats)
+
+
+def test_id_outside_vocab_is_named():
+    feats = [SparseFeature("user_id", 5, 4)]
+    with pytest.raises(ValueError, match=r"'user_id': id 7 is outside \[0, vocab_size=5\)"):
+        EmbeddingCollection(feats)({"user_id": torch.tensor([1, 7])}, feats)
+    with pytest.raises(ValueError, match="id -1"):
+        EmbeddingCollection(feats)({"user_id": torch.tensor([-1, 2])}, feats)
+
+
+def test_padding_idx_row_is_zero():
+    coll = EmbeddingCollection([SparseFeature("a", 5, 4, padding_idx=0)])
+    assert torch.equal(coll.tables["a"].weight[0], torch.zeros(4))
