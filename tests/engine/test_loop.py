@@ -129,3 +129,24 @@ def test_nan_loss_is_reported():
     bad = [(torch.full((4, 3), float("nan")), torch.zeros(4))]
     with pytest.raises(FloatingPointError, match="epoch 0, batch 0"):
         train_epoch(model, RegressionTask(), opt, bad, config=FitConfig(progress=False))
+
+
+def test_step_based_validation_stops_mid_epoch():
+    model, opt = make()
+    evals = []
+
+    class Count:
+        def on_validation_end(self, state, metrics):
+            evals.append(state.global_step)
+
+    task = RegressionTask(scripted=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    result = fit(model, task, opt, data(), data(seed=1), stopper=EarlyStopping("score", "min", patience=2),
+                 callbacks=[Count()], config=FitConfig(max_epochs=5, eval_every_n_steps=2, progress=False))
+    # 4 steps per epoch, validation every 2 steps: best at step 2, stop after step 6 (2 evaluations later)
+    assert evals == [2, 4, 6]
+    assert result.stopped_early and result.state.epoch == 2 and result.state.global_step == 6
+
+
+def test_val_prefixed_monitor_is_accepted():
+    s = EarlyStopping("val/mse", "min", patience=1)
+    assert s.update({"mse": 1.0}, 0)

@@ -10,7 +10,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ class FitConfig:
         max_grad_norm: clip the global gradient norm to this value (None: no clipping).
         scheduler_interval: step the LR scheduler every ``"epoch"`` or every optimizer ``"step"``.
         eval_every_n_epochs: validate every N epochs.
+        eval_every_n_steps: also validate every N optimizer steps (None: only at epoch ends).
         log_every_n_steps: log the running training loss every N optimizer steps.
         restore_best: after training, load the best validation weights into the model.
         resume: continue from the checkpointer's ``last.ckpt`` when it exists.
@@ -49,6 +50,7 @@ class FitConfig:
     max_grad_norm: float | None = None
     scheduler_interval: str = "epoch"
     eval_every_n_epochs: int = 1
+    eval_every_n_steps: int | None = None
     log_every_n_steps: int = 10
     restore_best: bool = True
     resume: bool = False
@@ -128,8 +130,13 @@ def train_epoch(
     logger: Any = None,
     callbacks: Sequence[Any] = (),
     desc: str = "train",
+    after_step: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns the epoch's sample-weighted mean ``loss`` and parts."""
+    """One pass over ``loader``; returns the epoch's sample-weighted mean ``loss`` and parts.
+
+    ``after_step`` runs after every optimizer step; when it returns True the epoch ends early
+    (used for step-based validation with early stopping).
+    """
     runtime = runtime or Runtime()
     config = config or FitConfig()
     state = state or TrainState()
@@ -158,6 +165,9 @@ def train_epoch(
             state.global_step += 1
             if scheduler is not None and config.scheduler_interval == "step" and not _is_plateau(scheduler):
                 scheduler.step()
+            stop_now = after_step is not None and after_step()
+        else:
+            stop_now = False
         loss_value = float(out.loss.detach())
         if not math.isfinite(loss_value):
             raise FloatingPointError(
@@ -177,6 +187,8 @@ def train_epoch(
                 logger.log_metrics({"train/step_loss": running / running_n}, step=state.global_step)
             running, running_n = 0.0, 0
         fire(callbacks, "on_train_batch_end", state, out)
+        if stop_now:
+            break
     bar.close()
     if seen == 0:
         raise ValueError("the training data loader yielded no batches")
@@ -252,12 +264,37 @@ def fit(
             _set_rng_state(payload["rng"])
             log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
 
+    def validate(step: int) -> dict[str, float]:
+        """Evaluate, track the best weights, and return the metrics."""
+        metrics = evaluate(model, task, val_loader, runtime=runtime, progress=config.progress)
+        fire(callbacks, "on_validation_end", state, metrics)
+        if stopper is not None and stopper.update(metrics, step):
+            result.best_metrics, result.best_epoch = dict(metrics), state.epoch
+            if checkpointer is not None:
+                if runtime.is_main:
+                    checkpointer.save_best(model, {"epoch": state.epoch, "step": step, "monitor": stopper.monitor})
+            else:
+                nonlocal best_cpu_state
+                best_cpu_state = plain_state_dict(model)
+        return metrics
+
+    def validate_on_step() -> bool:
+        if state.global_step % config.eval_every_n_steps:
+            return False
+        metrics = validate(state.global_step)
+        if logger is not None:
+            logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
+        return stopper is not None and stopper.should_stop
+
+    step_eval = val_loader is not None and config.eval_every_n_steps is not None
+    # Without step-based validation the stopper counts epochs; with it, optimizer steps.
     fire(callbacks, "on_fit_start", state)
     for epoch in range(state.epoch, config.max_epochs):
         fire(callbacks, "on_epoch_start", state)
         train_logs = train_epoch(
             model, task, optimizer, train_loader, runtime=runtime, config=config, state=state,
             scheduler=scheduler, logger=logger, callbacks=callbacks, desc=f"epoch {epoch}",
+            after_step=validate_on_step if step_eval else None,
         )
         logs = {f"train/{k}": v for k, v in train_logs.items()}
         logs["learning_rate"] = _current_lr(optimizer)
@@ -265,17 +302,10 @@ def fit(
             logs.update(task.epoch_logs())
 
         metrics: dict[str, float] = {}
-        if val_loader is not None and (epoch + 1) % config.eval_every_n_epochs == 0:
-            metrics = evaluate(model, task, val_loader, runtime=runtime, progress=config.progress)
-            fire(callbacks, "on_validation_end", state, metrics)
+        stopped_mid_epoch = step_eval and stopper is not None and stopper.should_stop
+        if val_loader is not None and not step_eval and (epoch + 1) % config.eval_every_n_epochs == 0:
+            metrics = validate(epoch)
             logs.update({f"val/{k}": v for k, v in metrics.items()})
-            if stopper is not None and stopper.update({**metrics, **logs}, epoch):
-                result.best_metrics, result.best_epoch = dict(metrics), epoch
-                if checkpointer is not None:
-                    if runtime.is_main:
-                        checkpointer.save_best(model, {"epoch": epoch, "monitor": stopper.monitor})
-                else:
-                    best_cpu_state = plain_state_dict(model)
 
         if scheduler is not None and config.scheduler_interval == "epoch":
             if _is_plateau(scheduler):
@@ -299,7 +329,7 @@ def fit(
                 "rng": _rng_state(),
             })
         fire(callbacks, "on_epoch_end", state, logs)
-        if stopper is not None and stopper.should_stop:
+        if stopper is not None and (stopper.should_stop or stopped_mid_epoch):
             result.stopped_early = True
             log.info("early stopping after epoch %d: best %s=%.6g at epoch %s",
                      epoch, stopper.monitor, stopper.best, stopper.best_step)

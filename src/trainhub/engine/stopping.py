@@ -47,9 +47,12 @@ class EarlyStopping:
 
     def update(self, metrics: dict[str, float], step: int) -> bool:
         """Record one evaluation; return True when it is the best so far."""
-        if self.monitor not in metrics:
+        key = self.monitor
+        if key not in metrics and key.startswith("val/"):
+            key = key[len("val/"):]  # "val/auc" as logged == "auc" as the task returns it
+        if key not in metrics:
             raise KeyError(f"early stopping monitors {self.monitor!r}, but the metrics are {sorted(metrics)}")
-        value = float(metrics[self.monitor])
+        value = float(metrics[key])
         if self.improved(value):
             self.best, self.best_step, self.bad_evals = value, step, 0
             return True
