@@ -9,7 +9,7 @@ from trainhub.models.ranking import DCN, DeepFM, WideDeep
 from trainhub.tasks import Regularization
 from trainhub.trainers import CTRTrainer
 
-from ..conftest import make_ctr_data
+from tests.conftest import make_ctr_data
 
 
 def loaders(n=600, batch_size=64, seed=0):
