@@ -113,6 +113,11 @@ def _is_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
+def _bar_disabled(progress: bool, runtime: Runtime) -> bool | None:
+    # None lets tqdm hide the bar when output is not a terminal (CI logs, files).
+    return True if not (progress and runtime.is_main) else None
+
+
 def _current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
@@ -146,7 +151,7 @@ def train_epoch(
     totals: dict[str, float] = {}
     seen = 0
     running, running_n = 0.0, 0
-    bar = tqdm(loader, desc=desc, disable=not (config.progress and runtime.is_main), leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc=desc, disable=_bar_disabled(config.progress, runtime), leave=False, dynamic_ncols=True)
     optimizer.zero_grad(set_to_none=True)
     num_batches = len(loader) if hasattr(loader, "__len__") else None
     for i, batch in enumerate(bar):
@@ -210,7 +215,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        for batch in tqdm(loader, desc=desc, disable=not (progress and runtime.is_main), leave=False):
+        for batch in tqdm(loader, desc=desc, disable=_bar_disabled(progress, runtime), leave=False):
             task.validation_step(model, runtime.to_device(batch))
         return task.compute_metrics()
     finally:

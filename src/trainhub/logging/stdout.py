@@ -23,7 +23,8 @@ class StdoutLogger:
 
         if not self.log_steps and all(k.startswith("train/step") for k in metrics):
             return
-        tqdm.write(f"step {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+        unit = "epoch" if "train/loss" in metrics else "step"
+        tqdm.write(f"{unit} {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
 
     def log_params(self, params: dict[str, Any]) -> None:
         from tqdm.auto import tqdm
