@@ -150,3 +150,21 @@ def test_step_based_validation_stops_mid_epoch():
 def test_val_prefixed_monitor_is_accepted():
     s = EarlyStopping("val/mse", "min", patience=1)
     assert s.update({"mse": 1.0}, 0)
+
+
+def test_bf16_autocast_trains_on_cpu():
+    model, opt = make()
+    result = fit(model, RegressionTask(), opt, data(), config=FitConfig(max_epochs=10, precision="bf16", progress=False))
+    losses = [h["train/loss"] for h in result.history]
+    assert losses[-1] < 0.2 * losses[0]
+    assert model.weight.dtype == torch.float32  # autocast leaves the stored weights in float32
+
+
+def test_float16_needs_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    model, opt = make()
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        train_epoch(model, RegressionTask(), opt, data(), config=FitConfig(precision="16", progress=False))
+    with pytest.raises(ValueError, match="precision must be"):
+        FitConfig(precision="fp8")

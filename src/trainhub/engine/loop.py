@@ -6,6 +6,7 @@ Runtime; stopping in EarlyStopping; files in the Checkpointer; metrics output in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -42,7 +43,9 @@ class FitConfig:
         log_every_n_steps: log the running training loss every N optimizer steps.
         restore_best: after training, load the best validation weights into the model.
         resume: continue from the checkpointer's ``last.ckpt`` when it exists.
-        progress: show tqdm progress bars (main process only).
+        progress: show tqdm progress bars (main process only; hidden when not on a terminal).
+        precision: ``"32"`` (default), ``"bf16"`` (autocast to bfloat16, CPU or GPU) or ``"16"``
+            (float16 autocast with a gradient scaler; CUDA only).
     """
 
     max_epochs: int = 10
@@ -55,8 +58,11 @@ class FitConfig:
     restore_best: bool = True
     resume: bool = False
     progress: bool = True
+    precision: str = "32"
 
     def __post_init__(self) -> None:
+        if self.precision not in ("32", "bf16", "16"):
+            raise ValueError(f"precision must be '32', 'bf16' or '16', got {self.precision!r}")
         if self.scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {self.scheduler_interval!r}")
         if self.grad_accum_steps < 1:
@@ -113,6 +119,22 @@ def _is_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
+class _Precision:
+    """Autocast context and gradient scaling for one precision setting."""
+
+    def __init__(self, precision: str, device: torch.device):
+        self.dtype = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
+        if precision == "16" and device.type != "cuda":
+            raise ValueError("precision '16' needs a CUDA device; use 'bf16' on the CPU")
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "16" else None
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+
 def _bar_disabled(progress: bool, runtime: Runtime) -> bool | None:
     # None lets tqdm hide the bar when output is not a terminal (CI logs, files).
     return True if not (progress and runtime.is_main) else None
@@ -147,6 +169,10 @@ def train_epoch(
     state = state or TrainState()
     model.train()
     custom_backward = getattr(task, "backward", None)
+    precision = _Precision(config.precision, runtime.device)
+    if precision.scaler is not None and custom_backward is not None:
+        raise ValueError("precision '16' cannot be combined with a task that runs its own backward; use 'bf16'")
+    scaler = precision.scaler
     accum = config.grad_accum_steps
     totals: dict[str, float] = {}
     seen = 0
@@ -156,16 +182,25 @@ def train_epoch(
     num_batches = len(loader) if hasattr(loader, "__len__") else None
     for i, batch in enumerate(bar):
         batch = runtime.to_device(batch)
-        out: StepOutput = task.training_step(model, batch)
+        with precision.autocast():
+            out: StepOutput = task.training_step(model, batch)
         if custom_backward is not None:
             custom_backward(out)
+        elif scaler is not None:
+            scaler.scale(out.loss / accum).backward()
         else:
             (out.loss / accum).backward()
         last_batch = num_batches is not None and i + 1 == num_batches
         if (i + 1) % accum == 0 or last_batch:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
             if scheduler is not None and config.scheduler_interval == "step" and not _is_plateau(scheduler):

@@ -43,6 +43,8 @@ class RecTrainer:
         max_grad_norm: gradient clipping.
         resume: continue from ``<model_path>/last.ckpt`` when present.
         progress: show progress bars.
+        precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (CUDA autocast + gradient scaling).
+        save_last: write ``last.ckpt`` after every epoch (needed for ``resume``).
     """
 
     model_filename = "model.pth"
@@ -71,6 +73,7 @@ class RecTrainer:
         resume: bool = False,
         progress: bool = True,
         save_last: bool = True,
+        precision: str = "32",
     ):
         self.runtime = Runtime(device=device, gpus=gpus, seed=seed)
         self.device = self.runtime.device
@@ -84,7 +87,8 @@ class RecTrainer:
         self.early_stopper = EarlyStopping(earlystop_monitor, earlystop_mode, patience=earlystop_patience)
         self.model_path = Path(model_path)
         self.checkpointer = Checkpointer(self.model_path, save_last=save_last)
-        self.config = FitConfig(max_epochs=n_epoch, max_grad_norm=max_grad_norm, resume=resume, progress=progress)
+        self.config = FitConfig(max_epochs=n_epoch, max_grad_norm=max_grad_norm, resume=resume, progress=progress,
+                                precision=precision)
         extra = [model_logger] if model_logger is not None and not isinstance(model_logger, list) else (model_logger or [])
         names = [loggers] if isinstance(loggers, str) else list(loggers or [])
         self._logger_spec = (["stdout"] + names + list(extra), Path(log_dir) if log_dir else self.model_path / "logs",
@@ -108,7 +112,7 @@ class RecTrainer:
     def train_one_epoch(self, data_loader: Iterable, log_interval: int = 10) -> float:
         """Train one epoch; return its mean loss."""
         config = FitConfig(max_epochs=1, max_grad_norm=self.config.max_grad_norm, log_every_n_steps=log_interval,
-                           progress=self.config.progress)
+                           progress=self.config.progress, precision=self.config.precision)
         logs = train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
         return logs["loss"]
 
