@@ -154,7 +154,8 @@ def test_val_prefixed_monitor_is_accepted():
 
 def test_bf16_autocast_trains_on_cpu():
     model, opt = make()
-    result = fit(model, RegressionTask(), opt, data(), config=FitConfig(max_epochs=10, precision="bf16", progress=False))
+    config = FitConfig(max_epochs=10, precision="bf16", progress=False)
+    result = fit(model, RegressionTask(), opt, data(), config=config)
     losses = [h["train/loss"] for h in result.history]
     assert losses[-1] < 0.2 * losses[0]
     assert model.weight.dtype == torch.float32  # autocast leaves the stored weights in float32

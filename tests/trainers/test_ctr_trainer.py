@@ -3,13 +3,12 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import make_ctr_data
 from trainhub.data import DataGenerator, DictDataset, make_loader
 from trainhub.engine import load_weights
 from trainhub.models.ranking import DCN, DeepFM, WideDeep
 from trainhub.tasks import Regularization
 from trainhub.trainers import CTRTrainer
-
-from tests.conftest import make_ctr_data
 
 
 def loaders(n=600, batch_size=64, seed=0):

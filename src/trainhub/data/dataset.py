@@ -33,7 +33,8 @@ def to_tensor(name: str, values: Any) -> torch.Tensor:
             ) from None
     if arr.dtype.kind in "US":
         raise TypeError(
-            f"column {name!r} holds strings (e.g. {str(arr.flat[0])!r}); encode it first with trainhub.data.CategoricalEncoder"
+            f"column {name!r} holds strings (e.g. {str(arr.flat[0])!r}); "
+            "encode it first with trainhub.data.CategoricalEncoder"
         )
     if arr.dtype.kind == "f" and arr.dtype != np.float32:
         arr = arr.astype(np.float32)

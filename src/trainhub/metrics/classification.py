@@ -45,7 +45,9 @@ def gauc_score(y_true, y_score, groups, weights=None) -> float:
     y_true, y_score = _np(y_true), _np(y_score)
     groups = np.asarray(groups.cpu() if isinstance(groups, torch.Tensor) else groups).reshape(-1)
     if not (len(y_true) == len(y_score) == len(groups)):
-        raise ValueError(f"gauc_score: lengths differ: y_true {len(y_true)}, y_score {len(y_score)}, groups {len(groups)}")
+        raise ValueError(
+            f"gauc_score: lengths differ: y_true {len(y_true)}, y_score {len(y_score)}, groups {len(groups)}"
+        )
     order = np.argsort(groups, kind="stable")
     g_sorted = groups[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])

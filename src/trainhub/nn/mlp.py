@@ -51,7 +51,8 @@ def activation_layer(activation: str | type | nn.Module, dim: int | None = None)
     if name == "softmax":
         return nn.Softmax(dim=-1)
     if name not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS) + ['dice', 'softmax']}")
+        choices = sorted(_ACTIVATIONS) + ["dice", "softmax"]
+        raise ValueError(f"unknown activation {activation!r}; choose one of {choices}")
     return _ACTIVATIONS[name]()
 
 

@@ -53,7 +53,9 @@ class CTRTask:
         out = model(x)
         if self.loss_mode:
             if isinstance(out, (tuple, list)):
-                raise TypeError("the model returned a tuple; pass loss_mode=False for models that return (logits, aux_loss)")
+                raise TypeError(
+                    "the model returned a tuple; pass loss_mode=False for models that return (logits, aux_loss)"
+                )
             return out.reshape(-1), 0.0
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError("loss_mode=False expects the model to return (logits, auxiliary_loss)")

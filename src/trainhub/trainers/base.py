@@ -89,7 +89,7 @@ class RecTrainer:
         self.checkpointer = Checkpointer(self.model_path, save_last=save_last)
         self.config = FitConfig(max_epochs=n_epoch, max_grad_norm=max_grad_norm, resume=resume, progress=progress,
                                 precision=precision)
-        extra = [model_logger] if model_logger is not None and not isinstance(model_logger, list) else (model_logger or [])
+        extra = model_logger if isinstance(model_logger, list) else [model_logger] if model_logger is not None else []
         names = [loggers] if isinstance(loggers, str) else list(loggers or [])
         self._logger_spec = (["stdout"] + names + list(extra), Path(log_dir) if log_dir else self.model_path / "logs",
                              experiment_name)
