@@ -1,6 +1,17 @@
 """Tasks: how a batch becomes a loss and how validation batches become metrics."""
 
 from trainhub.tasks.ctr import CTRTask, check_binary_labels, split_batch
+from trainhub.tasks.multitask import MTLStepOutput, MTLTask
 from trainhub.tasks.regularization import Regularization
+from trainhub.tasks.weighting import (
+    EqualWeighting,
+    GradNorm,
+    LossWeighting,
+    MetaBalance,
+    UncertaintyWeighting,
+    build_weighting,
+)
 
-__all__ = ["CTRTask", "Regularization", "check_binary_labels", "split_batch"]
+__all__ = ["CTRTask", "Regularization", "check_binary_labels", "split_batch",
+           "MTLTask", "MTLStepOutput", "LossWeighting", "EqualWeighting", "UncertaintyWeighting",
+           "GradNorm", "MetaBalance", "build_weighting"]

@@ -2,5 +2,6 @@
 
 from trainhub.trainers.base import RecTrainer
 from trainhub.trainers.ctr import CTRTrainer
+from trainhub.trainers.mtl import MTLTrainer
 
-__all__ = ["CTRTrainer", "RecTrainer"]
+__all__ = ["CTRTrainer", "RecTrainer", "MTLTrainer"]
