@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from trainhub.features import DenseFeature, SparseFeature
+
+# Test tensors are tiny: one intra-op thread avoids oversubscribing small CI machines.
+torch.set_num_threads(1)
 
 SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 
