@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT.parent / "shared" / "data" / "rec" / "frappe"
 FIELDS = ["user", "item", "daytime", "weekday", "isweekend", "homework", "cost", "weather", "country", "city"]
+DEFAULT_MODELS = ("DeepFM", "DCN", "DCNv2", "WideDeep", "AutoInt")  # add FM / LR with --models
 OOV = 1  # id of values unseen in training; 0 is left free (padding/missing convention)
 
 
@@ -95,7 +96,10 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--embed-dim", type=int, default=16)
     parser.add_argument("--seed", type=int, default=2022)
-    parser.add_argument("--models", nargs="*", default=None, help="subset of models to run")
+    parser.add_argument("--embedding-l2", type=float, default=0.0,
+                        help="regularization_params['embedding_l2'] (penalty on all embedding tables)")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="models to run (default: the five deep models; FM and LR are trainhub extras)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -129,11 +133,14 @@ def main() -> int:
         as_dict(x_val), y_val, as_dict(x_test), y_test, batch_size=args.batch_size, seed=args.seed)
     train_dl, val_dl, test_dl = loaders
     for name, make in build_models(vocab_sizes, args.embed_dim).items():
-        if args.models and name.split()[0] not in args.models:
+        short = name.split()[0]
+        wanted = args.models or DEFAULT_MODELS
+        if short not in wanted:
             continue
         torch.manual_seed(args.seed)
         start = time.time()
         trainer = CTRTrainer(make(), optimizer_params={"lr": 1e-3, "weight_decay": 1e-6}, n_epoch=args.epochs,
+                             regularization_params={"embedding_l2": args.embedding_l2},
                              earlystop_patience=2, model_path=str(ROOT / "runs" / "bench_frappe" / name.split()[0]),
                              seed=args.seed, progress=False, save_last=False)
         result = trainer.fit(train_dl, val_dl)

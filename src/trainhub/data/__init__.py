@@ -4,6 +4,7 @@ from trainhub.data.dataset import DictDataset, make_loader
 from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
 from trainhub.data.generator import DataGenerator
 from trainhub.data.utils import df_to_dict, pad_sequences
+from trainhub.data.sequence import generate_seq_feature
 
 __all__ = [
     "CategoricalEncoder",
@@ -14,4 +15,5 @@ __all__ = [
     "df_to_dict",
     "make_loader",
     "pad_sequences",
+    "generate_seq_feature",
 ]

@@ -30,6 +30,19 @@ def history_features(embed_dim: int = EMBED_DIM, pooling: str = "mean") -> list[
     ]
 
 
+def target_features(embed_dim: int = EMBED_DIM) -> list[SparseFeature]:
+    """The candidate item's id and category: the tables the history features share."""
+    return [SparseFeature(name, VOCAB[name], embed_dim) for name in ("item_id", "cate_id")]
+
+
+def neg_history_features(embed_dim: int = EMBED_DIM) -> list[SequenceFeature]:
+    """Sampled non-clicked items aligned with the history (DIEN's auxiliary loss)."""
+    return [
+        SequenceFeature("neg_hist_item_id", VOCAB["item_id"], embed_dim, pooling="concat", shared_with="item_id"),
+        SequenceFeature("neg_hist_cate_id", VOCAB["cate_id"], embed_dim, pooling="concat", shared_with="cate_id"),
+    ]
+
+
 def batch(batch_size: int = BATCH_SIZE, seed: int = 0) -> dict[str, torch.Tensor]:
     """Ids for every toy feature (sequences padded with 0 at the end), floats for dense ones."""
     g = torch.Generator().manual_seed(seed)
@@ -40,6 +53,8 @@ def batch(batch_size: int = BATCH_SIZE, seed: int = 0) -> dict[str, torch.Tensor
     keep = torch.arange(SEQ_LEN) < lengths.unsqueeze(1)  # [B, L]
     x["hist_item_id"] = torch.randint(1, VOCAB["item_id"], (batch_size, SEQ_LEN), generator=g) * keep
     x["hist_cate_id"] = torch.randint(1, VOCAB["cate_id"], (batch_size, SEQ_LEN), generator=g) * keep
+    x["neg_hist_item_id"] = torch.randint(1, VOCAB["item_id"], (batch_size, SEQ_LEN), generator=g) * keep
+    x["neg_hist_cate_id"] = torch.randint(1, VOCAB["cate_id"], (batch_size, SEQ_LEN), generator=g) * keep
     return x
 
 
@@ -48,3 +63,4 @@ def labels(batch_size: int = BATCH_SIZE, seed: int = 0) -> torch.Tensor:
     y = torch.randint(0, 2, (batch_size,), generator=g).float()
     y[0], y[1] = 0.0, 1.0  # both classes present, so AUC is defined
     return y
+

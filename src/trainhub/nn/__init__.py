@@ -3,6 +3,10 @@
 from trainhub.nn.embedding import EmbeddingCollection, check_ids, masked_pool, require
 from trainhub.nn.interaction import FM, LR, CrossNetMix, CrossNetV2, CrossNetwork
 from trainhub.nn.mlp import MLP, Dice, activation_layer
+from trainhub.nn.attention import InteractingLayer, TargetAttention, masked_softmax
+from trainhub.nn.ffm import CEN, FFM, FieldAwareEmbedding
+from trainhub.nn.rnn import AUGRU, MaskedGRU
+from trainhub.nn.senet import BilinearInteraction, SENETLayer
 
 __all__ = [
     "EmbeddingCollection",
@@ -17,4 +21,14 @@ __all__ = [
     "CrossNetwork",
     "CrossNetV2",
     "CrossNetMix",
+    "masked_softmax",
+    "TargetAttention",
+    "InteractingLayer",
+    "FieldAwareEmbedding",
+    "FFM",
+    "CEN",
+    "MaskedGRU",
+    "AUGRU",
+    "SENETLayer",
+    "BilinearInteraction",
 ]
