@@ -4,7 +4,8 @@ scikit-learn logistic regression on one-hot features.
     .venv/bin/python bench/frappe.py [--data-dir ../shared/data/rec/frappe] [--out bench/results/frappe.json]
 
 Protocol (the public Frappe train split is not available): train on ``frappe.validation.libfm``
-(57,722 rows; 80% train, 20% held out for early stopping on AUC), test on ``frappe.test.libfm``
+(57,722 rows; 80% train, 20% held out for early stopping on ``--monitor``, AUC by
+default), test on ``frappe.test.libfm``
 (28,860 rows). libFM lines are ``label idx:1 x 10`` with labels +1/-1 and global one-hot indices
 in a fixed field order; each of the 10 fields becomes one categorical column (ids fitted on
 the training part; unseen test values map to the OOV id). Prints a markdown table and writes JSON.
@@ -98,6 +99,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--embedding-l2", type=float, default=0.0,
                         help="regularization_params['embedding_l2'] (penalty on all embedding tables)")
+    parser.add_argument("--monitor", choices=["auc", "logloss"], default="auc",
+                        help="validation metric for early stopping and the kept weights")
     parser.add_argument("--models", nargs="*", default=None,
                         help="models to run (default: the five deep models; FM and LR are trainhub extras)")
     args = parser.parse_args()
@@ -141,7 +144,9 @@ def main() -> int:
         start = time.time()
         trainer = CTRTrainer(make(), optimizer_params={"lr": 1e-3, "weight_decay": 1e-6}, n_epoch=args.epochs,
                              regularization_params={"embedding_l2": args.embedding_l2},
-                             earlystop_patience=2, model_path=str(ROOT / "runs" / "bench_frappe" / name.split()[0]),
+                             earlystop_patience=2, earlystop_monitor=args.monitor,
+                             earlystop_mode="max" if args.monitor == "auc" else "min",
+                             model_path=str(ROOT / "runs" / "bench_frappe" / short),
                              seed=args.seed, progress=False, save_last=False)
         result = trainer.fit(train_dl, val_dl)
         test = trainer.evaluate_all(trainer.model, test_dl)
