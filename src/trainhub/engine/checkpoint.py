@@ -17,6 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from trainhub.engine.runtime import unwrap_model
+
 __all__ = ["atomic_write", "save_weights", "load_weights", "save_state", "load_state", "Checkpointer"]
 
 
@@ -44,9 +46,7 @@ def _to_state_dict(obj: Any) -> Any:
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """CPU copy of a model's weights with any DataParallel/DDP ``module.`` wrapper removed."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in unwrap_model(model).state_dict().items()}
 
 
 def save_weights(path: str | os.PathLike, model_or_state: nn.Module | dict, metadata: dict | None = None) -> Path:
@@ -69,9 +69,7 @@ def load_weights(path: str | os.PathLike, model: nn.Module | None = None, strict
     state = load_file(str(path))
     if model is None:
         return state
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    model.load_state_dict(state, strict=strict)
+    unwrap_model(model).load_state_dict(state, strict=strict)
     return model
 
 
