@@ -1,0 +1,1 @@
+from trainhub.text.heads import NERTask  # noqa: F401

@@ -1,0 +1,1 @@
+from trainhub.text.heads import RegressionTask  # noqa: F401

@@ -1,0 +1,1 @@
+"""Upstream `multitask_bert` path; the code lives in trainhub.text."""

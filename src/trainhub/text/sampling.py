@@ -1,0 +1,119 @@
+"""Multi-task batch schedules: a loader that yields ``(task_name, batch)`` from per-task loaders.
+
+* ``round_robin`` (default, upstream's order): one batch from each task in config order; an
+  exhausted task drops out and the others continue, so every batch is seen once per epoch.
+* ``proportional``: the same batches, in a random order where each step picks a task with
+  probability proportional to its remaining batches (big tasks spread over the whole epoch).
+* ``temperature``: ``p_task ~ n_task ** (1 / T)`` (T=1 proportional, large T uniform); an epoch is
+  the total number of batches, and a task whose loader runs out restarts it, so small tasks are
+  up-sampled.
+
+The training loop sees one ordinary iterable; ``len()`` is the number of batches per epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, Iterator, List, Mapping, Tuple
+
+__all__ = ["MultiTaskLoader", "SequentialTaskLoader", "SAMPLING_STRATEGIES"]
+
+SAMPLING_STRATEGIES = ("round_robin", "proportional", "temperature")
+
+
+class MultiTaskLoader:
+    """Interleave per-task loaders.
+
+    Args:
+        loaders: ``{task_name: DataLoader}`` in task order.
+        strategy: ``"round_robin"``, ``"proportional"`` or ``"temperature"``.
+        temperature: for ``"temperature"``.
+        seed: seeds the task draws (each epoch draws a new, reproducible order).
+
+    Example:
+        >>> for task_name, batch in MultiTaskLoader({"a": dl_a, "b": dl_b}):
+        ...     ...
+    """
+
+    def __init__(self, loaders: Mapping[str, Any], strategy: str = "round_robin", temperature: float = 2.0,
+                 seed: int = 0):
+        if strategy not in SAMPLING_STRATEGIES:
+            raise ValueError(f"unknown task_sampling {strategy!r}; choose from {', '.join(SAMPLING_STRATEGIES)}")
+        self.loaders = {name: dl for name, dl in loaders.items() if len(dl) > 0}
+        self.strategy = strategy
+        self.temperature = float(temperature)
+        self.seed = seed
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        return sum(len(dl) for dl in self.loaders.values())
+
+    def __iter__(self) -> Iterator[Tuple[str, Any]]:
+        rng = random.Random(self.seed + self._epoch)
+        self._epoch += 1
+        if self.strategy == "round_robin":
+            return self._round_robin()
+        if self.strategy == "proportional":
+            return self._proportional(rng)
+        return self._temperature(rng)
+
+    def _round_robin(self) -> Iterator[Tuple[str, Any]]:
+        iterators = {name: iter(dl) for name, dl in self.loaders.items()}
+        while iterators:
+            for name in list(iterators):
+                try:
+                    batch = next(iterators[name])
+                except StopIteration:
+                    del iterators[name]
+                    continue
+                yield name, batch
+
+    def _proportional(self, rng: random.Random) -> Iterator[Tuple[str, Any]]:
+        iterators = {name: iter(dl) for name, dl in self.loaders.items()}
+        remaining = {name: len(dl) for name, dl in self.loaders.items()}
+        while remaining:
+            names = list(remaining)
+            name = rng.choices(names, weights=[remaining[n] for n in names])[0]
+            try:
+                batch = next(iterators[name])
+            except StopIteration:  # a loader shorter than its len(): drop it
+                del remaining[name]
+                continue
+            remaining[name] -= 1
+            if remaining[name] == 0:
+                del remaining[name]
+            yield name, batch
+
+    def task_probabilities(self) -> Dict[str, float]:
+        """Per-task draw probabilities of the ``temperature`` strategy."""
+        weights = {n: len(dl) ** (1.0 / self.temperature) for n, dl in self.loaders.items()}
+        total = sum(weights.values())
+        return {n: w / total for n, w in weights.items()}
+
+    def _temperature(self, rng: random.Random) -> Iterator[Tuple[str, Any]]:
+        probs = self.task_probabilities()
+        names: List[str] = list(probs)
+        iterators = {name: iter(dl) for name, dl in self.loaders.items()}
+        for _ in range(len(self)):
+            name = rng.choices(names, weights=[probs[n] for n in names])[0]
+            try:
+                batch = next(iterators[name])
+            except StopIteration:
+                iterators[name] = iter(self.loaders[name])
+                batch = next(iterators[name])
+            yield name, batch
+
+
+class SequentialTaskLoader:
+    """Every batch of every task, task after task (for evaluation)."""
+
+    def __init__(self, loaders: Mapping[str, Any]):
+        self.loaders = dict(loaders)
+
+    def __len__(self) -> int:
+        return sum(len(dl) for dl in self.loaders.values())
+
+    def __iter__(self) -> Iterator[Tuple[str, Any]]:
+        for name, dl in self.loaders.items():
+            for batch in dl:
+                yield name, batch

@@ -1,0 +1,276 @@
+"""Config-driven multi-task transformer training: upstream ``multitask_bert`` Trainer API on the engine.
+
+Example:
+    >>> trainer = Trainer.from_config("examples/text/demo.yaml")
+    >>> try:
+    ...     trainer.train()                      # best weights restored at the end
+    ...     print(trainer.evaluate(test=True))   # {"eval_Sentiment_sentiment_head_f1": ..., ...}
+    ... finally:
+    ...     trainer.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+from torch.utils.data import DataLoader
+
+from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
+from trainhub.logging import MultiLogger, flatten_params
+from trainhub.text.checkpoint import TextCheckpointer
+from trainhub.text.config import ExperimentConfig, load_experiment_config, save_experiment_config
+from trainhub.text.objective import MultiTaskObjective, expected_metric_keys
+from trainhub.text.processing import DataProcessor, TaskCollator, save_label_maps
+from trainhub.text.sampling import MultiTaskLoader, SequentialTaskLoader
+
+__all__ = ["Trainer", "linear_warmup_schedule"]
+
+log = logging.getLogger(__name__)
+
+
+def linear_warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """LR rises linearly from 0 over ``warmup_steps``, then falls linearly to 0 at ``total_steps``
+    (the same shape as ``transformers.get_linear_schedule_with_warmup``)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return float(step) / float(max(1, warmup_steps))
+        return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _RenamedLogger:
+    """Gives the engine's keys upstream's names: ``train/step_loss`` -> ``train_loss``,
+    ``val/eval_x`` -> ``eval_x``, ``train/loss`` -> ``train_epoch_loss``."""
+
+    def __init__(self, inner: MultiLogger):
+        self.inner = inner
+
+    @staticmethod
+    def rename(key: str) -> str:
+        if key == "train/step_loss":
+            return "train_loss"
+        if key == "train/loss":
+            return "train_epoch_loss"
+        return key[len("val/"):] if key.startswith("val/") else key.replace("/", "_")
+
+    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
+        self.inner.log_metrics({self.rename(k): v for k, v in metrics.items()}, step)
+
+
+class Trainer:
+    """Train one shared encoder on several tasks.
+
+    Args:
+        config: the experiment config (tasks must have label counts, as ``DataProcessor`` fills in).
+        model: a :class:`~trainhub.text.model.MultiTaskModel`.
+        tokenizer: its tokenizer (saved with the best checkpoint; gives the pad id).
+        train_datasets / eval_datasets: ``{task_name: dataset}`` of encoded rows.
+        test_datasets: optional, for ``evaluate(test=True)``.
+
+    Attributes:
+        train_dataloaders / eval_dataloaders / test_dataloaders: ``{task_name: DataLoader}``.
+        logger: the metric logger (None without ``training.logging``).
+        fit_result: what the last ``train()`` returned.
+    """
+
+    def __init__(self, config: ExperimentConfig, model: Any, tokenizer: Any, train_datasets: Dict[str, Any],
+                 eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
+        self.config = config
+        self.training = config.training
+        self.runtime = Runtime(device=self.training.resolved_device())
+        self.device = self.runtime.device
+        self.model = self.runtime.setup_model(model)
+        self.tokenizer = tokenizer
+        self.task_map = {task.name: i for i, task in enumerate(config.tasks)}
+        self.train_dataloaders = self._create_dataloaders(train_datasets, is_eval=False)
+        self.eval_dataloaders = self._create_dataloaders(eval_datasets, is_eval=True)
+        self.test_dataloaders = self._create_dataloaders(test_datasets or {}, is_eval=True)
+        self.objective = MultiTaskObjective(config.tasks)
+        self.output_dir = Path(self.training.output_dir)
+        self.fit_result: Optional[FitResult] = None
+        self._closed = False
+        self.logger: Optional[MultiLogger] = None
+        self._init_logger()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: Union[str, Path, ExperimentConfig], overrides: Sequence[str] = ()) -> "Trainer":
+        """Build tokenizer, datasets (labels discovered) and model from a YAML path or config.
+
+        Args:
+            config: YAML path or :class:`ExperimentConfig`.
+            overrides: ``key.sub=value`` strings applied before validation.
+        """
+        from trainhub.text.model import MultiTaskModel, load_tokenizer
+
+        cfg = load_experiment_config(config, overrides)
+        seed_everything(cfg.training.seed)
+        tokenizer = load_tokenizer(cfg.model.base_model)
+        cfg.tokenizer.pad_token_id = tokenizer.pad_token_id
+        processor = DataProcessor(cfg, tokenizer)
+        train, evals, cfg = processor.process()
+        model = MultiTaskModel(model_config=cfg.model, task_configs=cfg.tasks)
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+        return cls(cfg, model, tokenizer, train, evals, test_datasets=processor.test_datasets)
+
+    def _pad_id(self) -> int:
+        pad = self.config.tokenizer.pad_token_id
+        if pad is None:
+            pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if isinstance(pad, int) else 0
+
+    def _create_dataloaders(self, datasets: Dict[str, Any], is_eval: bool) -> Dict[str, DataLoader]:
+        """One loader per task, with the task's collate (train loaders shuffle, seeded)."""
+        loaders = {}
+        pad_to = self.config.tokenizer.max_length if self.config.tokenizer.padding == "max_length" else None
+        for name, dataset in datasets.items():
+            if name not in self.task_map:
+                raise KeyError(f"dataset for unknown task {name!r}; tasks are {list(self.task_map)}")
+            if len(dataset) == 0:
+                continue
+            task = self.config.tasks[self.task_map[name]]
+            size = self.training.batch_size_for(name)
+            if is_eval and self.training.eval_batch_size:
+                size = self.training.eval_batch_size
+            generator = None if is_eval else torch.Generator().manual_seed(self.training.seed + self.task_map[name])
+            loaders[name] = DataLoader(dataset, batch_size=size, shuffle=not is_eval, generator=generator,
+                                       collate_fn=TaskCollator(task.type, self._pad_id(), pad_to))
+        return loaders
+
+    def _init_logger(self) -> None:
+        """MLflow (``set_experiment`` + ``start_run``, embedded SQLite store in ``<output_dir>/logs``
+        by default) and/or TensorBoard (``<output_dir>/logs/<experiment_name>``)."""
+        settings = self.training.logging
+        if settings is None or not settings.services:
+            return
+        loggers = []
+        log_dir = self.output_dir / "logs"
+        try:
+            for service in settings.services:
+                if service == "mlflow":
+                    from trainhub.logging.mlflow import MLflowLogger
+
+                    loggers.append(MLflowLogger(log_dir, experiment_name=settings.experiment_name,
+                                                run_name=self.config.project_name, tracking_uri=settings.tracking_uri))
+                else:
+                    from trainhub.logging.tensorboard import TensorBoardLogger
+
+                    loggers.append(TensorBoardLogger(log_dir / settings.experiment_name))
+        except Exception:
+            MultiLogger(loggers).close()  # do not leave a started MLflow run behind
+            raise
+        self.logger = MultiLogger(loggers)
+        params = self.config.to_dict()
+        params["tasks"] = {t["name"]: t for t in params["tasks"]}
+        self.logger.log_params(flatten_params(params))
+
+    # ------------------------------------------------------------------ optimisation
+    def _create_optimizer_and_scheduler(self, num_training_steps: int):
+        """AdamW (no weight decay on biases and LayerNorm weights) and linear warmup/decay."""
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or name.endswith("bias") else decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.training.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.training.learning_rate)
+        warmup = self.training.warmup_for(num_training_steps)
+        return optimizer, linear_warmup_schedule(optimizer, warmup, num_training_steps)
+
+    def _log_metrics(self, metrics: Dict[str, float], step: int, prefix: str = "") -> None:
+        if self.logger is not None and not self._closed:
+            self.logger.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step)
+
+    def _check_monitor(self) -> None:
+        keys = expected_metric_keys(self.config.tasks)
+        if self.training.metric_for_best_model not in keys:
+            raise ValueError(f"training.metric_for_best_model {self.training.metric_for_best_model!r} is not a "
+                             f"metric this run produces; choose one of {keys}")
+
+    # ------------------------------------------------------------------ public API
+    def train(self) -> FitResult:
+        """Train for ``num_epochs`` with the configured task sampling, evaluating every epoch (or
+        every ``eval_steps``), keeping the best checkpoint by ``metric_for_best_model`` and
+        stopping early after ``early_stopping_patience`` evaluations without improvement."""
+        if not self.train_dataloaders:
+            raise ValueError("no training data: every task's training dataset is empty")
+        tr = self.training
+        seed_everything(tr.seed)
+        train_loader = MultiTaskLoader(self.train_dataloaders, tr.task_sampling, tr.sampling_temperature, tr.seed)
+        validate = bool(self.eval_dataloaders) and tr.eval_strategy != "no"
+        val_loader = SequentialTaskLoader(self.eval_dataloaders) if validate else None
+        steps_per_epoch = math.ceil(len(train_loader) / tr.gradient_accumulation_steps)
+        optimizer, scheduler = self._create_optimizer_and_scheduler(steps_per_epoch * tr.num_epochs)
+        eval_steps = (tr.eval_steps or 500) if (tr.eval_strategy == "steps" or tr.eval_steps) else None
+        fit_config = FitConfig(
+            max_epochs=tr.num_epochs, grad_accum_steps=tr.gradient_accumulation_steps,
+            max_grad_norm=tr.max_grad_norm, scheduler_interval="step", eval_every_n_steps=eval_steps,
+            log_every_n_steps=tr.logging_steps, restore_best=tr.load_best_model_at_end, progress=tr.progress,
+        )
+        stopper = checkpointer = None
+        if val_loader is not None:
+            self._check_monitor()
+            # Without patience there is no stopping, but the best checkpoint is still kept (B.8 item 4).
+            patience = tr.early_stopping_patience or 10**9
+            stopper = EarlyStopping(tr.metric_for_best_model, tr.metric_mode(), patience=patience)
+            if tr.save_strategy != "no":
+                checkpointer = TextCheckpointer(self.output_dir, self.config, self.tokenizer,
+                                                save_last=tr.save_strategy in ("epoch", "steps"))
+        save_experiment_config(self.config, self.output_dir / "experiment_config.yaml")
+        save_label_maps(self.config, self.output_dir / "label_maps.json")
+        self.fit_result = fit(
+            self.model, self.objective, optimizer, train_loader, val_loader, config=fit_config, scheduler=scheduler,
+            runtime=self.runtime, logger=_RenamedLogger(self.logger) if self.logger is not None else None,
+            stopper=stopper, checkpointer=checkpointer,
+        )
+        if self.logger is not None:
+            self.logger.log_artifact(str(self.output_dir / "experiment_config.yaml"))
+            if checkpointer is not None and checkpointer.has_best():
+                self.logger.log_artifact(str(checkpointer.best_dir))
+        return self.fit_result
+
+    def evaluate(self, test: bool = False) -> Dict[str, float]:
+        """Metrics over the eval (or, with ``test=True``, the test) datasets.
+
+        Returns:
+            ``{"eval_<task>_loss", "eval_<task>_<head>_<metric>", "eval_loss", "eval_overall_f1"}``.
+        """
+        loaders = self.test_dataloaders if test else self.eval_dataloaders
+        if not loaders:
+            what = "test_data_path" if test else "eval_data_path (or eval_split > 0)"
+            raise ValueError(f"no {'test' if test else 'eval'} data: set tasks[].{what}")
+        metrics = evaluate(self.model, self.objective, SequentialTaskLoader(loaders), runtime=self.runtime,
+                           progress=self.training.progress, desc="test" if test else "eval")
+        step = self.fit_result.state.global_step if self.fit_result is not None else 0
+        if test:
+            self._log_metrics({"test_" + k[len("eval_"):]: v for k, v in metrics.items()}, step)
+        return metrics
+
+    def save_model(self, folder: Union[str, Path, None] = None) -> Path:
+        """Write the current weights as a reloadable folder (default ``<output_dir>/final_model``)."""
+        from trainhub.text.checkpoint import save_model_folder
+
+        return save_model_folder(folder or self.output_dir / "final_model", self.model, self.config, self.tokenizer)
+
+    def close(self) -> None:
+        """End the MLflow run / close the TensorBoard writer; safe to call twice or after an error."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.logger is not None:
+            self.logger.close()
+            log.info("%s logger closed", "+".join(self.training.logging.services))
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
