@@ -5,6 +5,7 @@ from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
 from trainhub.data.generator import DataGenerator
 from trainhub.data.utils import df_to_dict, pad_sequences
 from trainhub.data.sequence import generate_seq_feature
+from trainhub.data.match import MatchDataGenerator, gen_model_input, generate_seq_feature_match, negative_sample
 
 __all__ = [
     "CategoricalEncoder",
@@ -16,4 +17,8 @@ __all__ = [
     "make_loader",
     "pad_sequences",
     "generate_seq_feature",
+    "MatchDataGenerator",
+    "gen_model_input",
+    "generate_seq_feature_match",
+    "negative_sample",
 ]

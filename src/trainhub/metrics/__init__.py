@@ -2,5 +2,15 @@
 
 from trainhub.metrics.classification import BinaryAUC, GroupAUC, LogLoss, auc_score, gauc_score, log_loss
 from trainhub.metrics.regression import MeanSquaredError, mse_score
+from trainhub.metrics.ranking import (
+    RankingMetrics,
+    hit_rate_at_k,
+    mrr_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    topk_metrics,
+)
 
-__all__ = ["BinaryAUC", "GroupAUC", "LogLoss", "auc_score", "gauc_score", "log_loss", "MeanSquaredError", "mse_score"]
+__all__ = ["BinaryAUC", "GroupAUC", "LogLoss", "auc_score", "gauc_score", "log_loss", "MeanSquaredError", "mse_score",
+           "RankingMetrics", "hit_rate_at_k", "mrr_at_k", "ndcg_at_k", "precision_at_k", "recall_at_k", "topk_metrics"]

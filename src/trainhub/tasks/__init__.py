@@ -1,6 +1,14 @@
 """Tasks: how a batch becomes a loss and how validation batches become metrics."""
 
 from trainhub.tasks.ctr import CTRTask, check_binary_labels, split_batch
+from trainhub.tasks.match import (
+    InBatchNegatives,
+    ListwiseSoftmax,
+    MatchTask,
+    PairwiseBPR,
+    PointwiseBCE,
+    objective_for_mode,
+)
 from trainhub.tasks.multitask import MTLStepOutput, MTLTask
 from trainhub.tasks.regularization import Regularization
 from trainhub.tasks.weighting import (
@@ -14,4 +22,5 @@ from trainhub.tasks.weighting import (
 
 __all__ = ["CTRTask", "Regularization", "check_binary_labels", "split_batch",
            "MTLTask", "MTLStepOutput", "LossWeighting", "EqualWeighting", "UncertaintyWeighting",
-           "GradNorm", "MetaBalance", "build_weighting"]
+           "GradNorm", "MetaBalance", "build_weighting",
+           "MatchTask", "PointwiseBCE", "PairwiseBPR", "ListwiseSoftmax", "InBatchNegatives", "objective_for_mode"]

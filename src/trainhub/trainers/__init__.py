@@ -2,6 +2,7 @@
 
 from trainhub.trainers.base import RecTrainer
 from trainhub.trainers.ctr import CTRTrainer
+from trainhub.trainers.match import MatchTrainer
 from trainhub.trainers.mtl import MTLTrainer
 
-__all__ = ["CTRTrainer", "RecTrainer", "MTLTrainer"]
+__all__ = ["CTRTrainer", "RecTrainer", "MTLTrainer", "MatchTrainer"]

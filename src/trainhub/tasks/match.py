@@ -1,0 +1,344 @@
+"""Retrieval training: point-wise, pair-wise and list-wise objectives, and in-batch negatives.
+
+Torch-RecHub's ``mode=0|1|2`` and ``in_batch_neg`` switches become two small strategy objects
+chosen once by :class:`trainhub.trainers.MatchTrainer`:
+
+* an **objective** (:class:`PointwiseBCE`, :class:`PairwiseBPR`, :class:`ListwiseSoftmax`) turns
+  model outputs (or in-batch candidate scores) into a loss;
+* a **candidate source**: the model's own output, or :class:`InBatchNegatives`, which scores every
+  user of the batch against every item of the batch through the tower protocol
+  (``user_tower`` / ``item_tower`` / ``temperature``).
+
+Model outputs understood:
+
+* logits ``[B]`` (point-wise);
+* ``(pos [B], neg [B] or [B, K])`` or, per position, ``(pos [B, L], neg [B, L], mask [B, L])``;
+* candidate logits ``[B, C]`` whose target column is ``y`` (all zeros: positive first).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainhub.engine.runtime import unwrap_model
+from trainhub.engine.task import StepOutput
+from trainhub.metrics import BinaryAUC
+from trainhub.nn.multi_interest import interest_scores
+from trainhub.tasks.ctr import check_binary_labels, split_batch
+
+__all__ = [
+    "Candidates",
+    "PointwiseBCE",
+    "PairwiseBPR",
+    "ListwiseSoftmax",
+    "InBatchNegatives",
+    "MatchTask",
+    "bpr_loss",
+    "objective_for_mode",
+]
+
+
+class Candidates:
+    """Scores of one positive and ``K`` negatives per row: ``pos [N]``, ``neg [N, K]``, ``valid [N, K]``."""
+
+    def __init__(self, pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor | None = None):
+        self.pos = pos
+        self.neg = neg
+        self.valid = torch.ones_like(neg, dtype=torch.bool) if valid is None else valid
+
+    @classmethod
+    def from_output(cls, out: Any, y: torch.Tensor | None = None) -> "Candidates":
+        """Read a pair-wise tuple or list-wise ``[B, C]`` logits (target column ``y``, default 0)."""
+        if isinstance(out, (tuple, list)):
+            if len(out) not in (2, 3):
+                raise ValueError(f"expected (pos, neg) or (pos, neg, mask) from the model, got {len(out)} outputs")
+            pos, neg = out[0], out[1]
+            mask = out[2] if len(out) == 3 else None
+            if neg.dim() == pos.dim():
+                neg = neg.unsqueeze(-1)  # one negative per positive
+            if neg.shape[:-1] != pos.shape:
+                raise ValueError(f"negative scores {tuple(neg.shape)} do not match positive scores {tuple(pos.shape)}")
+            pos, neg = pos.reshape(-1), neg.reshape(-1, neg.shape[-1])
+            valid = None
+            if mask is not None:  # per-position outputs: padding positions take no part
+                valid = mask.reshape(-1, 1).expand_as(neg).bool()
+            return cls(pos, neg, valid)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < 2:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"expected candidate logits [B, 1+K] (positive first) or (pos, neg) scores, got {shape}")
+        batch, num = out.shape
+        target = torch.zeros(batch, dtype=torch.long, device=out.device) if y is None else _targets(y, num)
+        rows = torch.arange(batch, device=out.device)
+        others = torch.arange(num, device=out.device).unsqueeze(0) != target.unsqueeze(1)  # [B, C]
+        neg = out.masked_select(others).view(batch, num - 1)
+        return cls(out[rows, target], neg)
+
+    def logits(self) -> torch.Tensor:
+        """``[N, 1 + K]``, positive first, invalid negatives at ``-inf`` (they drop out of a softmax)."""
+        return torch.cat([self.pos.unsqueeze(1), self.neg.masked_fill(~self.valid, float("-inf"))], dim=1)
+
+    def row_auc(self) -> tuple[float, int]:
+        """Sum over rows of the fraction of valid negatives scored below the positive (ties half), and #rows."""
+        above = (self.pos.unsqueeze(1) > self.neg).float() + 0.5 * (self.pos.unsqueeze(1) == self.neg).float()
+        counts = self.valid.sum(dim=1)
+        has = counts > 0
+        per_row = (above * self.valid).sum(dim=1)[has] / counts[has]
+        return float(per_row.sum()), int(has.sum())
+
+
+def _targets(y: torch.Tensor, num: int) -> torch.Tensor:
+    y = y.reshape(-1)
+    if y.is_floating_point():
+        if bool((y != y.round()).any()):
+            raise ValueError("list-wise targets must be integer column indices (0 = positive first)")
+    y = y.long()
+    bad = (y < 0) | (y >= num)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(f"list-wise target {int(y[row])} at row {row} is outside the {num} candidate columns")
+    return y
+
+
+def bpr_loss(c: Candidates) -> torch.Tensor:
+    """``mean(-log sigmoid(pos - neg))`` over valid (positive, negative) pairs."""
+    losses = -F.logsigmoid(c.pos.unsqueeze(1) - c.neg)  # [N, K]
+    valid = c.valid.to(losses.dtype)
+    return (losses * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def _softmax_ce(c: Candidates) -> torch.Tensor:
+    logits = c.logits()
+    has_valid = c.valid.any(dim=1)
+    if not bool(has_valid.all()):  # a row without negatives teaches nothing (and its CE would be 0 anyway)
+        logits = logits[has_valid]
+    if logits.shape[0] == 0:
+        return c.pos.sum() * 0.0
+    return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
+
+
+class PointwiseBCE:
+    """Mode 0: binary cross-entropy with logits on labelled (user, item) pairs (``y`` in {0, 1}).
+
+    With in-batch negatives it uses softmax cross-entropy over the candidates, like Torch-RecHub.
+    """
+
+    name = "point-wise"
+    needs_labels = True
+
+    def loss(self, out: Any, y: torch.Tensor | None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("point-wise training (mode=0) needs 0/1 labels in the batches")
+        logits = _pointwise_logits(out)
+        y = check_binary_labels(y)
+        if logits.shape != y.shape:
+            raise ValueError(f"model returned {tuple(logits.shape)} logits for {tuple(y.shape)} labels")
+        return F.binary_cross_entropy_with_logits(logits, y)
+
+    def candidate_loss(self, c: Candidates) -> torch.Tensor:
+        return _softmax_ce(c)
+
+
+class PairwiseBPR:
+    """Mode 1: BPR, ``-log sigmoid(pos - neg)``, with one or ``K`` negatives per positive (``y`` unused)."""
+
+    name = "pair-wise"
+    needs_labels = False
+
+    def loss(self, out: Any, y: torch.Tensor | None) -> torch.Tensor:
+        return bpr_loss(Candidates.from_output(out))
+
+    def candidate_loss(self, c: Candidates) -> torch.Tensor:
+        return bpr_loss(c)
+
+
+class ListwiseSoftmax:
+    """Mode 2: softmax cross-entropy over candidates; the target column is ``y`` (zeros: positive first).
+
+    Full-softmax models (NARM, STAMP) return ``[B, num_items]`` and take ``y`` = target item ids.
+    """
+
+    name = "list-wise"
+    needs_labels = False
+
+    def loss(self, out: Any, y: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(out, torch.Tensor):
+            if out.dim() != 2:
+                raise ValueError(f"list-wise training expects logits [B, C], got {tuple(out.shape)}")
+            target = (torch.zeros(out.shape[0], dtype=torch.long, device=out.device) if y is None
+                      else _targets(y, out.shape[1]))
+            return F.cross_entropy(out, target)
+        return _softmax_ce(Candidates.from_output(out))
+
+    def candidate_loss(self, c: Candidates) -> torch.Tensor:
+        return _softmax_ce(c)
+
+
+def _pointwise_logits(out: Any) -> torch.Tensor:
+    if isinstance(out, (tuple, list)) or (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] > 1):
+        raise ValueError("point-wise training (mode=0) needs a model returning one logit per row [B]; "
+                         "this model returns candidate scores, use mode=1 or mode=2")
+    return out.reshape(-1)
+
+
+def objective_for_mode(mode: int):
+    """Torch-RecHub's ``mode`` int -> objective object."""
+    objectives = {0: PointwiseBCE, 1: PairwiseBPR, 2: ListwiseSoftmax}
+    if mode not in objectives:
+        raise ValueError(f"mode must be 0 (point-wise), 1 (pair-wise) or 2 (list-wise), got {mode!r}")
+    return objectives[mode]()
+
+
+class InBatchNegatives:
+    """Use the other items of the batch as each user's negatives.
+
+    Every user is scored against every item of the batch with ``user_tower`` / ``item_tower``
+    (multi-interest users take their best interest per item), divided by the model's
+    ``temperature``. Items identical to the row's own positive (equal embeddings, e.g. the same
+    id in two rows) are never used as its negatives. All of it is batched tensor work.
+
+    Args:
+        num_negatives: negatives per row; ``None`` (or a value outside ``[1, B-1]``) uses all
+            other items of the batch.
+        hard: pick the highest-scoring negatives instead of uniform random ones.
+        seed: seed of the sampling generator (deterministic runs).
+    """
+
+    def __init__(self, num_negatives: int | None = None, hard: bool = False, seed: int | None = None):
+        self.num_negatives = num_negatives
+        self.hard = hard
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    @staticmethod
+    def check_model(model: nn.Module) -> None:
+        base = unwrap_model(model)
+        missing = [m for m in ("user_tower", "item_tower") if not callable(getattr(base, m, None))]
+        if missing:
+            raise TypeError(f"in-batch negatives need a two-tower model with user_tower(x) and item_tower(x); "
+                            f"{type(base).__name__} lacks {missing}")
+
+    def __call__(self, model: nn.Module, x: dict[str, torch.Tensor], sample: bool = True) -> Candidates:
+        base = unwrap_model(model)  # the towers are plain methods; DataParallel only wraps forward
+        user, item = base.user_tower(x), base.item_tower(x)
+        if item.dim() == 3 and item.shape[1] == 1:
+            item = item.squeeze(1)
+        if item.dim() != 2 or user.dim() not in (2, 3) or user.shape[0] != item.shape[0]:
+            raise ValueError(f"in-batch negatives need user [B, D] or [B, K, D] and item [B, D] embeddings, got "
+                             f"{tuple(user.shape)} and {tuple(item.shape)}")
+        scores = interest_scores(user, item) / getattr(base, "temperature", 1.0)  # [B, B]
+        batch = scores.shape[0]
+        # Same item as the row's positive (including the diagonal): never a negative.
+        same = _same_rows(item.detach())
+        k = self.num_negatives
+        if k is None or not 1 <= k <= batch - 1 or not sample:
+            k = batch - 1
+        if k == 0:
+            return Candidates(scores.diagonal(), scores.new_zeros(batch, 0))
+        if self.hard and sample:
+            keys = scores.detach().masked_fill(same, float("-inf"))
+            idx = keys.topk(k, dim=1).indices
+        else:
+            keys = torch.rand(batch, batch, generator=self.generator).to(scores.device)
+            if not sample:
+                keys = torch.arange(batch, device=scores.device, dtype=keys.dtype).expand(batch, -1).clone()
+            idx = keys.masked_fill(same, float("inf")).topk(k, dim=1, largest=False).indices
+        valid = ~same.gather(1, idx)
+        return Candidates(scores.diagonal(), scores.gather(1, idx), valid)
+
+
+def _same_rows(item: torch.Tensor) -> torch.Tensor:
+    """``[B, B]`` true where two rows hold identical item embeddings."""
+    inverse = torch.unique(item, dim=0, return_inverse=True)[1]
+    return inverse.unsqueeze(0) == inverse.unsqueeze(1)
+
+
+class MatchTask:
+    """Task for :func:`trainhub.engine.fit` that trains a matching model.
+
+    Validation reports ``auc``: for point-wise outputs the ROC AUC of the labelled pairs; for
+    candidate outputs (pair-/list-wise, or in-batch) the mean over rows of the fraction of
+    negatives scored below the positive (each row's AUC). Also ``loss``.
+
+    Args:
+        objective: :class:`PointwiseBCE`, :class:`PairwiseBPR` or :class:`ListwiseSoftmax`.
+        negatives: optional :class:`InBatchNegatives`; the model's own output is used otherwise.
+        regularization: callable ``model -> penalty`` added to the loss.
+    """
+
+    def __init__(self, objective, negatives: InBatchNegatives | None = None,
+                 regularization: Callable[[nn.Module], Any] | None = None):
+        self.objective = objective
+        self.negatives = negatives
+        self.regularization = regularization
+        self._auc = BinaryAUC()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._auc.reset()
+        self._row_auc, self._rows, self._loss_sum, self._seen = 0.0, 0, 0.0, 0
+
+    def _loss(self, model: nn.Module, x: dict, y: torch.Tensor | None, sample: bool) -> tuple[torch.Tensor, Any]:
+        if self.negatives is not None:
+            cands = self.negatives(model, x, sample=sample)
+            return self.objective.candidate_loss(cands), cands
+        out = model(x)
+        return self.objective.loss(out, y), out
+
+    def training_step(self, model: nn.Module, batch: Any) -> StepOutput:
+        x, y = split_batch(batch)
+        loss, _ = self._loss(model, x, y, sample=True)
+        parts = {}
+        if self.regularization is not None:
+            reg = self.regularization(model)
+            if isinstance(reg, torch.Tensor):
+                parts["reg_loss"] = reg
+                loss = loss + reg
+        return StepOutput(loss, parts, batch_size=_batch_size(x))
+
+    def validation_step(self, model: nn.Module, batch: Any) -> None:
+        x, y = split_batch(batch)
+        loss, out = self._loss(model, x, y, sample=False)
+        n = _batch_size(x)
+        self._loss_sum += float(loss) * n
+        self._seen += n
+        if isinstance(out, Candidates):
+            cands = out
+        elif isinstance(self.objective, PointwiseBCE):
+            self._auc.update(torch.sigmoid(_pointwise_logits(out)), check_binary_labels(y))
+            return
+        else:
+            cands = Candidates.from_output(out, y if isinstance(self.objective, ListwiseSoftmax) else None)
+        total, rows = cands.row_auc()
+        self._row_auc += total
+        self._rows += rows
+
+    def compute_metrics(self) -> dict[str, float]:
+        if self._rows:
+            auc = self._row_auc / self._rows
+        else:
+            auc = self._auc.compute() if self._seen else float("nan")
+        metrics = {"auc": auc, "loss": self._loss_sum / self._seen if self._seen else float("nan")}
+        self._reset_state()
+        return metrics
+
+    @torch.no_grad()
+    def predict_step(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """Point-wise: probabilities ``[B]``; otherwise candidate scores ``[B, 1+K]`` (positive first)."""
+        x, _ = split_batch(batch)
+        if self.negatives is not None:
+            return self.negatives(model, x, sample=False).logits()
+        out = model(x)
+        if isinstance(self.objective, PointwiseBCE):
+            return torch.sigmoid(_pointwise_logits(out))
+        if isinstance(out, torch.Tensor):
+            return out
+        return Candidates.from_output(out).logits()
+
+
+def _batch_size(x: dict) -> int:
+    return len(next(iter(x.values())))
