@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench quality lint clean
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Model-quality checks on ../shared/data (each skips with a message when the data is absent; ~15 min).
+quality: $(STAMP)
+	$(PY) bench/frappe.py
+	$(PY) bench/census.py
+	$(PY) bench/movielens.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples
