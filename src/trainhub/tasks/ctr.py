@@ -10,6 +10,7 @@ from torch import nn
 
 from trainhub.engine.task import StepOutput
 from trainhub.metrics import BinaryAUC, LogLoss
+from trainhub.tasks.regularization import add_penalty
 
 __all__ = ["CTRTask", "check_binary_labels", "split_batch"]
 
@@ -74,11 +75,7 @@ class CTRTask:
         if not self.loss_mode:
             parts["aux_loss"] = torch.as_tensor(aux)
             loss = loss + aux
-        if self.regularization is not None:
-            reg = self.regularization(model)
-            if isinstance(reg, torch.Tensor):
-                parts["reg_loss"] = reg
-                loss = loss + reg
+        loss, _ = add_penalty(loss, model, self.regularization, parts)
         return StepOutput(loss, parts, batch_size=len(y))
 
     def validation_step(self, model: nn.Module, batch: Any) -> None:

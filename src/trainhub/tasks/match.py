@@ -29,6 +29,7 @@ from trainhub.engine.task import StepOutput
 from trainhub.metrics import BinaryAUC
 from trainhub.nn.multi_interest import interest_scores
 from trainhub.tasks.ctr import check_binary_labels, split_batch
+from trainhub.tasks.regularization import add_penalty
 
 __all__ = [
     "Candidates",
@@ -293,11 +294,7 @@ class MatchTask:
         x, y = split_batch(batch)
         loss, _ = self._loss(model, x, y, sample=True)
         parts = {}
-        if self.regularization is not None:
-            reg = self.regularization(model)
-            if isinstance(reg, torch.Tensor):
-                parts["reg_loss"] = reg
-                loss = loss + reg
+        loss, _ = add_penalty(loss, model, self.regularization, parts)
         return StepOutput(loss, parts, batch_size=_batch_size(x))
 
     def validation_step(self, model: nn.Module, batch: Any) -> None:

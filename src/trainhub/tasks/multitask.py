@@ -22,6 +22,7 @@ from trainhub.engine.runtime import unwrap_model
 from trainhub.engine.task import StepOutput
 from trainhub.metrics import BinaryAUC, MeanSquaredError
 from trainhub.tasks.ctr import split_batch
+from trainhub.tasks.regularization import add_penalty
 from trainhub.tasks.weighting import EqualWeighting, LossWeighting
 
 __all__ = ["MTLTask", "MTLStepOutput", "supervised_outputs"]
@@ -148,12 +149,7 @@ class MTLTask:
         with torch.no_grad():  # unsupervised outputs (ESMM's CVR) are logged, never trained directly
             for i in set(range(self.num_tasks)) - set(self.supervised):
                 parts[f"{self.task_names[i]}_loss"] = self.task_loss(i, out[:, i].detach(), y[:, i])
-        extra: torch.Tensor | float = 0.0
-        if self.regularization is not None:
-            extra = self.regularization(model)
-            if isinstance(extra, torch.Tensor):
-                parts["reg_loss"] = extra
-                loss = loss + extra
+        loss, extra = add_penalty(loss, model, self.regularization, parts)
         return MTLStepOutput(loss, parts, batch_size=out.shape[0], task_losses=losses, extra=extra)
 
     def backward(self, out: StepOutput) -> None:

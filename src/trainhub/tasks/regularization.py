@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Regularization"]
+__all__ = ["Regularization", "add_penalty"]
 
 _NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
@@ -56,3 +56,15 @@ class Regularization:
                 if l2:
                     total = total + l2 * p.pow(2).sum()
         return total
+
+
+def add_penalty(
+    loss: torch.Tensor, model: nn.Module, regularization, parts: dict
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Add ``regularization(model)`` (when given and non-zero) to ``loss`` and log it in ``parts``
+    as ``reg_loss``. Returns ``(loss, penalty)``."""
+    penalty = regularization(model) if regularization is not None else 0.0
+    if isinstance(penalty, torch.Tensor):
+        parts["reg_loss"] = penalty
+        loss = loss + penalty
+    return loss, penalty
