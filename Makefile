@@ -35,7 +35,7 @@ quality: $(STAMP)
 	$(PY) bench/movielens.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff check src tests examples bench
 
 clean:
 	rm -rf runs .pytest_cache

@@ -3,9 +3,9 @@
 from trainhub.data.dataset import DictDataset, make_loader
 from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
 from trainhub.data.generator import DataGenerator
-from trainhub.data.utils import df_to_dict, pad_sequences
-from trainhub.data.sequence import generate_seq_feature
 from trainhub.data.match import MatchDataGenerator, gen_model_input, generate_seq_feature_match, negative_sample
+from trainhub.data.sequence import generate_seq_feature
+from trainhub.data.utils import df_to_dict, pad_sequences
 
 __all__ = [
     "CategoricalEncoder",

@@ -1,10 +1,10 @@
 """Reusable layers: embeddings built from feature specs, MLPs, interaction layers."""
 
+from trainhub.nn.attention import InteractingLayer, TargetAttention, masked_softmax
 from trainhub.nn.embedding import EmbeddingCollection, check_ids, masked_pool, require
+from trainhub.nn.ffm import CEN, FFM, FieldAwareEmbedding
 from trainhub.nn.interaction import FM, LR, CrossNetMix, CrossNetV2, CrossNetwork
 from trainhub.nn.mlp import MLP, Dice, activation_layer
-from trainhub.nn.attention import InteractingLayer, TargetAttention, masked_softmax
-from trainhub.nn.ffm import CEN, FFM, FieldAwareEmbedding
 from trainhub.nn.rnn import AUGRU, MaskedGRU
 from trainhub.nn.senet import BilinearInteraction, SENETLayer
 
