@@ -92,3 +92,46 @@ def test_dict_outputs_are_read_in_order():
     task = MTLTask(["classification", "regression"]).bind(DictModel())
     step = task.training_step(DictModel(), batch([[0.0, 1.0]], [[1, 1.0]]))
     assert float(step.parts["task_1_loss"].detach()) == 0.0
+
+
+class Linear2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x["f"])
+
+    def shared_parameters(self):
+        return list(self.fc.parameters())
+
+    def last_shared_parameters(self):
+        return [self.fc.weight]
+
+
+def test_equal_and_uwl_use_the_loop_backward_so_gradient_accumulation_applies():
+    from trainhub.engine import FitConfig, train_epoch
+    from trainhub.tasks import GradNorm
+
+    g = torch.Generator().manual_seed(1)
+    f = torch.randn(32, 3, generator=g)
+    y = torch.stack([(f[:, 0] > 0).float(), f[:, 1]], 1)
+    whole = [({"f": f}, y)]
+    parts = [({"f": f[i:i + 8]}, y[i:i + 8]) for i in range(0, 32, 8)]
+    for weighting in (None, UncertaintyWeighting()):
+        weights = []
+        for loader, accum in ((whole, 1), (parts, 4)):
+            model = Linear2()
+            task = MTLTask(["classification", "regression"], weighting=weighting).bind(model)
+            assert task.backward is None
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            train_epoch(model, task, opt, loader, config=FitConfig(grad_accum_steps=accum, progress=False))
+            weights.append(model.fc.weight.detach().clone())
+        assert torch.allclose(weights[0], weights[1], atol=1e-6)
+    model = Linear2()
+    task = MTLTask(["classification", "regression"], weighting=GradNorm()).bind(model)
+    assert task.backward is not None
+    with pytest.raises(ValueError, match="grad_accum_steps > 1 cannot be combined"):
+        train_epoch(model, task, torch.optim.SGD(model.parameters(), lr=0.1), parts,
+                    config=FitConfig(grad_accum_steps=4, progress=False))

@@ -172,6 +172,9 @@ def train_epoch(
     precision = _Precision(config.precision, runtime.device)
     if precision.scaler is not None and custom_backward is not None:
         raise ValueError("precision '16' cannot be combined with a task that runs its own backward; use 'bf16'")
+    if custom_backward is not None and config.grad_accum_steps > 1:
+        raise ValueError("grad_accum_steps > 1 cannot be combined with a task that runs its own backward "
+                         "(e.g. GradNorm, MetaBalance): each of its backward passes is one optimizer step")
     scaler = precision.scaler
     accum = config.grad_accum_steps
     totals: dict[str, float] = {}
@@ -184,12 +187,21 @@ def train_epoch(
         batch = runtime.to_device(batch)
         with precision.autocast():
             out: StepOutput = task.training_step(model, batch)
+        # Checked before backward and step, so a bad batch never reaches the weights.
+        loss_value = float(out.loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"training loss became {loss_value} at epoch {state.epoch}, batch {i}; "
+                "lower the learning rate or check the inputs for NaN/inf"
+            )
+        # The last group of an epoch may be shorter: average over the batches it really has.
+        group = accum if num_batches is None else min(accum, num_batches - (i // accum) * accum)
         if custom_backward is not None:
             custom_backward(out)
         elif scaler is not None:
-            scaler.scale(out.loss / accum).backward()
+            scaler.scale(out.loss / group).backward()
         else:
-            (out.loss / accum).backward()
+            (out.loss / group).backward()
         last_batch = num_batches is not None and i + 1 == num_batches
         if (i + 1) % accum == 0 or last_batch:
             if scaler is not None:
@@ -208,12 +220,6 @@ def train_epoch(
             stop_now = after_step is not None and after_step()
         else:
             stop_now = False
-        loss_value = float(out.loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"training loss became {loss_value} at epoch {state.epoch}, batch {i}; "
-                "lower the learning rate or check the inputs for NaN/inf"
-            )
         n = out.batch_size
         seen += n
         totals["loss"] = totals.get("loss", 0.0) + loss_value * n

@@ -152,8 +152,16 @@ class MTLTask:
         loss, extra = add_penalty(loss, model, self.regularization, parts)
         return MTLStepOutput(loss, parts, batch_size=out.shape[0], task_losses=losses, extra=extra)
 
-    def backward(self, out: StepOutput) -> None:
-        """Let the strategy write the gradients (GradNorm and MetaBalance need per-task ones)."""
+    @property
+    def backward(self):
+        """The strategy's own backward when it shapes per-task gradients (GradNorm, MetaBalance);
+        None otherwise, so the loop's ordinary backward (with gradient accumulation and float16
+        scaling) applies."""
+        if type(self.weighting).backward is LossWeighting.backward:
+            return None
+        return self._strategy_backward
+
+    def _strategy_backward(self, out: StepOutput) -> None:
         self.weighting.backward(out.task_losses, out.loss, out.extra)
 
     def validation_step(self, model: nn.Module, batch: Any) -> None:
