@@ -169,3 +169,25 @@ def test_float16_needs_cuda():
         train_epoch(model, RegressionTask(), opt, data(), config=FitConfig(precision="16", progress=False))
     with pytest.raises(ValueError, match="precision must be"):
         FitConfig(precision="fp8")
+
+
+def test_plateau_scheduler_must_follow_the_stopping_direction():
+    model, opt = make()
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min")
+    with pytest.raises(ValueError, match="pass scheduler mode='max'"):
+        fit(model, RegressionTask(scripted=[1.0]), opt, data(), data(seed=1), scheduler=scheduler,
+            stopper=EarlyStopping("score", "max"), config=FitConfig(max_epochs=1, progress=False))
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path):
+    model, opt = make()
+    ck = Checkpointer(tmp_path)
+    first = fit(model, RegressionTask(scripted=[3.0, 4.0, 5.0]), opt, data(), data(seed=1), checkpointer=ck,
+                stopper=EarlyStopping("score", "min", patience=2), config=FitConfig(max_epochs=6, progress=False))
+    assert first.stopped_early and first.state.epoch == 3
+    model2, opt2 = make(seed=9)
+    again = fit(model2, RegressionTask(scripted=[0.0]), opt2, data(), data(seed=1), checkpointer=ck,
+                stopper=EarlyStopping("score", "min", patience=2),
+                config=FitConfig(max_epochs=6, resume=True, progress=False))
+    assert again.stopped_early and again.state.epoch == 3 and again.best_epoch == 0
+    assert torch.equal(model2.weight, model.weight)  # best weights restored, nothing trained

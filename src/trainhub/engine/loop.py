@@ -332,10 +332,19 @@ def fit(
             logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
         return stopper is not None and stopper.should_stop
 
+    plateau_on_val = _is_plateau(scheduler) and stopper is not None and val_loader is not None
+    if plateau_on_val and scheduler.mode != stopper.mode:
+        raise ValueError(
+            f"ReduceLROnPlateau(mode={scheduler.mode!r}) would follow {stopper.monitor!r}, which early stopping "
+            f"treats as mode={stopper.mode!r}; pass scheduler mode={stopper.mode!r}"
+        )
     step_eval = val_loader is not None and config.eval_every_n_steps is not None
     # Without step-based validation the stopper counts epochs; with it, optimizer steps.
     fire(callbacks, "on_fit_start", state)
-    for epoch in range(state.epoch, config.max_epochs):
+    # A resumed run that had already stopped early does not train on.
+    first_epoch = config.max_epochs if stopper is not None and stopper.should_stop else state.epoch
+    result.stopped_early = first_epoch == config.max_epochs and state.epoch < config.max_epochs
+    for epoch in range(first_epoch, config.max_epochs):
         fire(callbacks, "on_epoch_start", state)
         train_logs = train_epoch(
             model, task, optimizer, train_loader, runtime=runtime, config=config, state=state,
@@ -354,13 +363,13 @@ def fit(
             logs.update({f"val/{k}": v for k, v in metrics.items()})
 
         if scheduler is not None and config.scheduler_interval == "epoch":
-            if _is_plateau(scheduler):
-                if stopper is not None and metrics:
-                    scheduler.step(metrics.get(stopper.monitor, logs.get(stopper.monitor)))
-                else:
-                    scheduler.step(train_logs["loss"])
-            else:
+            if not _is_plateau(scheduler):
                 scheduler.step()
+            elif plateau_on_val:
+                if metrics:  # only epochs that validated: one metric, one history
+                    scheduler.step(logs[f"val/{stopper.monitor.removeprefix('val/')}"])
+            else:
+                scheduler.step(train_logs["loss"])
 
         state.epoch = epoch + 1
         state.history.append(logs)
@@ -377,7 +386,7 @@ def fit(
         fire(callbacks, "on_epoch_end", state, logs)
         if stopper is not None and (stopper.should_stop or stopped_mid_epoch):
             result.stopped_early = True
-            log.info("early stopping after epoch %d: best %s=%.6g at epoch %s",
+            log.info("early stopping after epoch %d: best %s=%s at %s",
                      epoch, stopper.monitor, stopper.best, stopper.best_step)
             break
 

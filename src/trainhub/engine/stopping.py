@@ -63,6 +63,10 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         return self.bad_evals >= self.patience
 
+    def reset(self) -> None:
+        """Forget every evaluation (a new training run)."""
+        self.best, self.best_step, self.bad_evals = None, None, 0
+
     def state_dict(self) -> dict:
         return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}
 

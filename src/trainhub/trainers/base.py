@@ -122,6 +122,8 @@ class RecTrainer:
         The best validation weights are kept in the model and saved to ``<model_path>/model.pth``
         (and ``best.safetensors``); without validation data the last epoch's weights are saved.
         """
+        if not self.config.resume:
+            self.early_stopper.reset()  # a second fit() must not compare against the first one's best
         logger = self._get_logger()
         try:
             logger.log_params(self.hyperparams())
