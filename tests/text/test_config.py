@@ -79,6 +79,8 @@ def test_yaml_exponent_string_is_read_as_float(tmp_path):
 def test_greater_is_better_inferred_and_explicit():
     assert TrainingConfig(metric_for_best_model="eval_overall_f1").metric_mode() == "max"
     assert TrainingConfig(metric_for_best_model="eval_R_head_mse").metric_mode() == "min"
+    assert TrainingConfig(metric_for_best_model="eval_Glossing_pos_head_accuracy").metric_mode() == "max"
+    assert TrainingConfig(metric_for_best_model="eval_loss").metric_mode() == "min"
     assert TrainingConfig(metric_for_best_model="eval_loss", greater_is_better=True).metric_mode() == "max"
 
 

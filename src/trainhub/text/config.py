@@ -191,8 +191,10 @@ class TrainingConfig(_Section):
         """``"max"`` or ``"min"`` for the early-stopping monitor."""
         if self.greater_is_better is not None:
             return "max" if self.greater_is_better else "min"
-        name = self.metric_for_best_model.lower()
-        return "min" if any(t in name for t in ("loss", "mse", "mae")) else "max"
+        # Only the metric's own name (after the last "_") decides: task or head names such as
+        # "Glossing" must not make an accuracy look like a loss.
+        metric = self.metric_for_best_model.lower().rsplit("_", 1)[-1]
+        return "min" if metric in ("loss", "mse", "mae", "rmse") else "max"
 
     def warmup_for(self, total_steps: int) -> int:
         if self.warmup_ratio is not None:
