@@ -201,3 +201,23 @@ def test_reload_best_and_predict(make_config):
     assert spans[0]["start"] == 4 and spans[0]["end"] == 9
     sent = predictor.predict("hii ni nzuri sana", task="Sentiment")["sentiment_head"]
     assert sent["label"] in ("negative", "positive") and sum(sent["scores"].values()) == pytest.approx(1.0)
+
+
+def test_resume_continues_from_last_checkpoint(make_config):
+    cfg = load_experiment_config(make_config(num_epochs=1))
+    first = Trainer.from_config(cfg)
+    try:
+        first_history = first.train().history
+    finally:
+        first.close()
+    cfg2 = load_experiment_config(make_config(num_epochs=2))
+    cfg2.training.output_dir = cfg.training.output_dir
+    cfg2.training.resume = True
+    cfg2.training.seed = cfg.training.seed + 1  # a fresh run would differ from the first from step one
+    second = Trainer.from_config(cfg2)
+    try:
+        result = second.train()
+    finally:
+        second.close()
+    assert result.state.epoch == 2 and len(result.history) == 2
+    assert result.history[0] == first_history[0]  # epoch 0 came from last.ckpt, not from training again

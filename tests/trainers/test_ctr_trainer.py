@@ -139,13 +139,20 @@ def test_regularization_matches_hand_computation():
 def test_resume_continues_from_last_checkpoint(tmp_path):
     sparse, dense, (train_dl, val_dl, _) = loaders()
     torch.manual_seed(0)
-    first = CTRTrainer(deepfm(sparse, dense), n_epoch=2, model_path=tmp_path, progress=False)
+    whole = CTRTrainer(deepfm(sparse, dense), n_epoch=4, model_path=tmp_path / "whole", progress=False)
+    whole.fit(train_dl, val_dl)
+    torch.manual_seed(0)
+    first = CTRTrainer(deepfm(sparse, dense), n_epoch=2, model_path=tmp_path / "parts", progress=False)
     first.fit(train_dl, val_dl)
-    torch.manual_seed(5)
-    second = CTRTrainer(deepfm(sparse, dense), n_epoch=4, model_path=tmp_path, progress=False, resume=True)
+    torch.manual_seed(5)  # other initial weights: everything must come from last.ckpt
+    second = CTRTrainer(deepfm(sparse, dense), n_epoch=4, model_path=tmp_path / "parts", progress=False,
+                        resume=True)
     result = second.fit(train_dl, val_dl)
     assert result.state.epoch == 4 and len(result.history) == 4
     assert result.history[:2] == first.fit_result.history
+    assert [h["val/auc"] for h in result.history] == pytest.approx([h["val/auc"] for h in whole.fit_result.history])
+    for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
 
 
 def test_legacy_model_logger_and_csv_logger_receive_metrics(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["DictDataset", "make_loader", "to_tensor", "passthrough_collate"]
+__all__ = ["DictDataset", "EpochShuffleSampler", "make_loader", "to_tensor", "passthrough_collate"]
 
 
 def to_tensor(name: str, values: Any) -> torch.Tensor:
@@ -90,9 +90,34 @@ class DictDataset(Dataset):
         return DictDataset(x, y)
 
 
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A random order per epoch that depends only on ``(seed, epoch)``.
+
+    The training loop calls ``set_epoch`` (as for ``DistributedSampler``), so a resumed run sees
+    the same order in each epoch as an uninterrupted one.
+    """
+
+    def __init__(self, num_rows: int, seed: int | None = None):
+        self.num_rows = num_rows
+        self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # without set_epoch, successive passes still differ
+        return iter(torch.randperm(self.num_rows, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
                 drop_last: bool = False, seed: int | None = None, **kwargs: Any) -> DataLoader:
-    """A DataLoader over a :class:`DictDataset` that keeps its batch slicing."""
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, collate_fn=passthrough_collate, generator=generator, **kwargs)
+    """A DataLoader over a :class:`DictDataset` that keeps its batch slicing. Shuffling uses
+    :class:`EpochShuffleSampler` (an unseeded one draws its seed from torch's global RNG)."""
+    sampler = EpochShuffleSampler(len(dataset), seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      drop_last=drop_last, collate_fn=passthrough_collate, **kwargs)

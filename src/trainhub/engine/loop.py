@@ -345,6 +345,9 @@ def fit(
     first_epoch = config.max_epochs if stopper is not None and stopper.should_stop else state.epoch
     result.stopped_early = first_epoch == config.max_epochs and state.epoch < config.max_epochs
     for epoch in range(first_epoch, config.max_epochs):
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # per-epoch order that a resume can replay
+            sampler.set_epoch(epoch)
         fire(callbacks, "on_epoch_start", state)
         train_logs = train_epoch(
             model, task, optimizer, train_loader, runtime=runtime, config=config, state=state,

@@ -154,6 +154,7 @@ class TrainingConfig(_Section):
     eval_steps: Optional[int] = Field(None, ge=1)
     logging_steps: int = Field(1, ge=1)
     seed: int = 42
+    resume: bool = False
     device: Optional[str] = None
     task_sampling: Literal["round_robin", "proportional", "temperature"] = "round_robin"
     sampling_temperature: float = Field(2.0, gt=0)

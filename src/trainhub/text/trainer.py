@@ -214,6 +214,7 @@ class Trainer:
             max_epochs=tr.num_epochs, grad_accum_steps=tr.gradient_accumulation_steps,
             max_grad_norm=tr.max_grad_norm, scheduler_interval="step", eval_every_n_steps=eval_steps,
             log_every_n_steps=tr.logging_steps, restore_best=tr.load_best_model_at_end, progress=tr.progress,
+            resume=tr.resume,
         )
         stopper = checkpointer = None
         if val_loader is not None:
