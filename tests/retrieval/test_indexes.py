@@ -107,3 +107,27 @@ def test_missing_backend_names_the_extra(monkeypatch):
         FaissIndex(4)
     with pytest.raises(ImportError, match=r"trainhub\[faiss\]"):
         AnnoyIndex(4)
+
+
+def test_a_failed_save_keeps_the_previous_index(tmp_path, monkeypatch):
+    import numpy as np
+
+    from trainhub.retrieval import TorchIndex
+
+    old = TorchIndex(dim=3)
+    old.add(np.eye(3, dtype=np.float32))
+    old.save(tmp_path / "idx")
+    new = TorchIndex(dim=3)
+    new.add(np.ones((5, 3), dtype=np.float32))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", broken)
+    with pytest.raises(OSError):
+        new.save(tmp_path / "idx")
+    monkeypatch.undo()
+    assert len(TorchIndex.load(tmp_path / "idx")) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no half-written folder left behind
+    new.save(tmp_path / "idx")
+    assert len(TorchIndex.load(tmp_path / "idx")) == 5

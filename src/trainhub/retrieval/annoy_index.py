@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainhub.retrieval.base import VectorIndex, merge_interest_results, read_meta, write_meta
+from trainhub.retrieval.base import VectorIndex, merge_interest_results, read_meta, staged_dir, write_meta
 
 __all__ = ["AnnoyIndex"]
 
@@ -86,13 +86,14 @@ class AnnoyIndex(VectorIndex):
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        write_meta(path, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "n_trees": self.n_trees,
-                          "search_k": self.search_k, "seed": self.seed, "count": len(self)})
-        np.save(path / "vectors.npy", self.vectors, allow_pickle=False)
-        np.save(path / "ids.npy", self.ids, allow_pickle=False)
-        if self._forest is None:
-            self._forest = self._build()
-        self._forest.save(str(path / "index.ann"))
+        with staged_dir(path) as tmp:
+            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "n_trees": self.n_trees,
+                              "search_k": self.search_k, "seed": self.seed, "count": len(self)})
+            np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
+            np.save(tmp / "ids.npy", self.ids, allow_pickle=False)
+            if self._forest is None:
+                self._forest = self._build()
+            self._forest.save(str(tmp / "index.ann"))
         return path
 
     @classmethod

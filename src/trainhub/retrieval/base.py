@@ -8,7 +8,11 @@ backend's own index file); nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,29 @@ def merge_interest_results(scores: np.ndarray, ids: np.ndarray, num_queries: int
     scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
     ids = np.where(np.isfinite(scores), ids, -1)
     return scores, ids
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | Path):
+    """Yield a temporary folder beside ``path``; when the block succeeds, swap it in for ``path``.
+
+    A crash mid-save leaves the previous index (or nothing) at ``path``, never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_meta(path: Path, meta: dict) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainhub.retrieval.base import VectorIndex, read_meta, write_meta
+from trainhub.retrieval.base import VectorIndex, read_meta, staged_dir, write_meta
 
 __all__ = ["TorchIndex"]
 
@@ -72,9 +72,10 @@ class TorchIndex(VectorIndex):
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        write_meta(path, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "count": len(self)})
-        np.save(path / "vectors.npy", self.vectors.cpu().numpy(), allow_pickle=False)
-        np.save(path / "ids.npy", self.ids.cpu().numpy(), allow_pickle=False)
+        with staged_dir(path) as tmp:
+            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "count": len(self)})
+            np.save(tmp / "vectors.npy", self.vectors.cpu().numpy(), allow_pickle=False)
+            np.save(tmp / "ids.npy", self.ids.cpu().numpy(), allow_pickle=False)
         return path
 
     @classmethod

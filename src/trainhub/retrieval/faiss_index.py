@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainhub.retrieval.base import VectorIndex, merge_interest_results, read_meta, write_meta
+from trainhub.retrieval.base import VectorIndex, merge_interest_results, read_meta, staged_dir, write_meta
 
 __all__ = ["FaissIndex"]
 
@@ -65,9 +65,10 @@ class FaissIndex(VectorIndex):
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        write_meta(path, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "index_type": self.index_type,
-                          "hnsw_m": self.hnsw_m, "count": len(self)})
-        _faiss().write_index(self.index, str(path / "index.faiss"))
+        with staged_dir(path) as tmp:
+            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "index_type": self.index_type,
+                              "hnsw_m": self.hnsw_m, "count": len(self)})
+            _faiss().write_index(self.index, str(tmp / "index.faiss"))
         return path
 
     @classmethod
