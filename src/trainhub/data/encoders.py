@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from trainhub.engine.checkpoint import atomic_write
+from trainhub.engine.checkpoint import write_text_atomic
 
 __all__ = ["CategoricalEncoder", "MISSING_ID", "OOV_ID"]
 
@@ -81,7 +81,7 @@ class CategoricalEncoder:
     def save(self, path: str | Path) -> Path:
         payload = {"columns": self.columns, "min_freq": self.min_freq, "vocab": self.vocab}
         text = json.dumps(payload, ensure_ascii=False)
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        return write_text_atomic(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> "CategoricalEncoder":

@@ -19,7 +19,9 @@ from torch import nn
 
 from trainhub.engine.runtime import unwrap_model
 
-__all__ = ["atomic_write", "save_weights", "load_weights", "save_state", "load_state", "Checkpointer"]
+__all__ = [
+    "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state", "load_state", "Checkpointer",
+]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -38,6 +40,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file (JSON, YAML) atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _to_state_dict(obj: Any) -> Any:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trainhub.engine.checkpoint import write_text_atomic
+
 __all__ = ["CSVLogger"]
 
 
@@ -29,7 +31,7 @@ class CSVLogger:
         self._fh.flush()
 
     def log_params(self, params: dict[str, Any]) -> None:
-        (self.save_dir / "params.json").write_text(json.dumps(params, indent=2, default=str), encoding="utf-8")
+        write_text_atomic(self.save_dir / "params.json", json.dumps(params, indent=2, default=str))
 
     def close(self) -> None:
         if not self._fh.closed:

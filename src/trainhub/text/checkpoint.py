@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 
 from torch import nn
 
-from trainhub.engine.checkpoint import load_state, load_weights, save_state, save_weights
+from trainhub.engine.checkpoint import load_state, load_weights, save_state, save_weights, write_text_atomic
 from trainhub.text.config import ExperimentConfig, save_experiment_config
 from trainhub.text.processing import save_label_maps
 
@@ -82,7 +82,7 @@ class TextCheckpointer:
             self._static_written = True
         else:
             save_weights(self.best_path, model, metadata)
-        (self.best_dir / "trainer_state.json").write_text(json.dumps(metadata or {}, default=str), encoding="utf-8")
+        write_text_atomic(self.best_dir / "trainer_state.json", json.dumps(metadata or {}, default=str))
         return self.best_path
 
     def has_best(self) -> bool:

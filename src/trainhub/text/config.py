@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainhub.engine.checkpoint import write_text_atomic
+
 __all__ = [
     "ConfigError",
     "ExperimentConfig",
@@ -426,5 +428,5 @@ def save_experiment_config(cfg: ExperimentConfig, path: Union[str, Path]) -> Pat
     """Write the (possibly data-updated) config as YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
     return path

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
+from trainhub.engine.checkpoint import write_text_atomic
 from trainhub.text.config import ExperimentConfig, TaskConfig
 from trainhub.text.readers import char_spans_to_iob2, read_rows
 
@@ -212,7 +213,7 @@ def save_label_maps(config: ExperimentConfig, path: str | Path) -> Path:
     data = {t.name: {"type": t.type, "heads": {h.name: list(h.labels or []) for h in t.heads}} for t in config.tasks}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
     return path
 
 
