@@ -109,6 +109,9 @@ class Runtime:
         if not dist.is_initialized():
             dist.init_process_group(backend=backend)
         log.info("joined process group: rank %d of %d (%s)", self.rank, self.world_size, backend)
+        if self.is_main:
+            log.warning("multi-process training is partial: gradients are averaged by DDP, but loaders are not "
+                        "sharded (use a DistributedSampler) and validation metrics are computed per process")
 
     @property
     def is_distributed(self) -> bool:

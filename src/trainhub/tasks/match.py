@@ -224,6 +224,9 @@ class InBatchNegatives:
                             f"{type(base).__name__} lacks {missing}")
 
     def __call__(self, model: nn.Module, x: dict[str, torch.Tensor], sample: bool = True) -> Candidates:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            # Calling the towers past DDP's forward would skip its gradient averaging.
+            raise NotImplementedError("in-batch negatives are not supported under DistributedDataParallel yet")
         base = unwrap_model(model)  # the towers are plain methods; DataParallel only wraps forward
         user, item = base.user_tower(x), base.item_tower(x)
         if item.dim() == 3 and item.shape[1] == 1:
