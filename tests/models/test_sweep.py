@@ -20,7 +20,9 @@ def _first_tensor(out):
 
 def _as_loss(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
-        return out.float().pow(2).mean()
+        # -inf marks a masked candidate score (YoutubeSBC); NaN and +inf still fail
+        out = out.float().masked_fill(out == float("-inf"), 0.0)
+        return out.pow(2).mean()
     if isinstance(out, dict):
         return sum(_as_loss(v) for v in out.values())
     return sum(_as_loss(v) for v in out if isinstance(v, (torch.Tensor, dict, tuple, list)))

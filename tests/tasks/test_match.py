@@ -153,3 +153,11 @@ def test_match_task_validation_auc_pointwise_matches_sklearn():
     task.validation_step(Point(), ({"s": s}, y))
     metrics = task.compute_metrics()
     assert metrics["auc"] == pytest.approx(roc_auc_score(y.numpy(), s.numpy()))
+
+
+def test_masked_candidates_take_no_part_in_row_auc():
+    from trainhub.tasks.match import Candidates
+
+    inf = float("-inf")
+    assert Candidates.from_output(torch.tensor([[0.0, 1.0, inf]])).row_auc() == (0.0, 1)
+    assert Candidates.from_output(torch.tensor([[0.5, 1.0, inf, 0.0]])).row_auc() == (0.5, 1)

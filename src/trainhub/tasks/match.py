@@ -76,7 +76,7 @@ class Candidates:
         rows = torch.arange(batch, device=out.device)
         others = torch.arange(num, device=out.device).unsqueeze(0) != target.unsqueeze(1)  # [B, C]
         neg = out.masked_select(others).view(batch, num - 1)
-        return cls(out[rows, target], neg)
+        return cls(out[rows, target], neg, valid=neg > float("-inf"))  # -inf marks a masked candidate
 
     def logits(self) -> torch.Tensor:
         """``[N, 1 + K]``, positive first, invalid negatives at ``-inf`` (they drop out of a softmax)."""

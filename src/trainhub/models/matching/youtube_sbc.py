@@ -77,5 +77,5 @@ class YoutubeSBC(MatchModel):
         out = logits.gather(1, cols)
         ids = require(x, self.item_features[0].name).reshape(-1)
         clash = ids[cols[:, 1:]] == ids.unsqueeze(1)  # a "negative" that is the row's own item
-        neg = out[:, 1:].masked_fill(clash, -1e4)  # finite, so the softmax simply ignores it
+        neg = out[:, 1:].masked_fill(clash, float("-inf"))  # drops out of the softmax and of AUC
         return torch.cat([out[:, :1], neg], dim=1)
