@@ -44,9 +44,10 @@ def test_model_forward_backward(name):
     loss = _as_loss(out)
     assert torch.isfinite(loss), f"{name}: non-finite output"
     loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name}: no gradient reached the parameters"
-    assert all(g is None or torch.isfinite(g).all() for g in grads), f"{name}: non-finite gradient"
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    untouched = [n for n, p in params if p.grad is None or p.grad.abs().sum() == 0]
+    assert not untouched, f"{name}: no gradient reached {untouched}"
+    assert all(torch.isfinite(p.grad).all() for _, p in params), f"{name}: non-finite gradient"
     model.eval()
     with torch.no_grad():
         assert torch.isfinite(_as_loss(model(batch)))
