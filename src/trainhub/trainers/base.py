@@ -3,6 +3,7 @@ checkpoints and loggers around the engine's ``fit``. Subclasses only supply a Ta
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -111,10 +112,12 @@ class RecTrainer:
     # -- Torch-RecHub API ---------------------------------------------------------------------
     def train_one_epoch(self, data_loader: Iterable, log_interval: int = 10) -> float:
         """Train one epoch; return its mean loss."""
-        config = FitConfig(max_epochs=1, max_grad_norm=self.config.max_grad_norm, log_every_n_steps=log_interval,
-                           progress=self.config.progress, precision=self.config.precision)
-        logs = train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
-        return logs["loss"]
+        return self.train_epoch_logs(data_loader, log_interval)["loss"]
+
+    def train_epoch_logs(self, data_loader: Iterable, log_interval: int = 10) -> dict[str, float]:
+        """Train one epoch with the trainer's settings; return the mean loss and its named parts."""
+        config = dataclasses.replace(self.config, max_epochs=1, log_every_n_steps=log_interval)
+        return train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
 
     def fit(self, train_dataloader: Iterable, val_dataloader: Iterable | None = None) -> FitResult:
         """Train for ``n_epoch`` epochs with early stopping on the validation metric.
@@ -159,8 +162,12 @@ class RecTrainer:
     @torch.no_grad()
     def predict(self, model: nn.Module, data_loader: Iterable) -> list:
         """Predictions for every row of ``data_loader`` (which may yield ``(x, y)`` or ``x``)."""
+        was_training = model.training
         model.eval()
-        outputs = [self.task.predict_step(model, self.runtime.to_device(batch)).cpu() for batch in data_loader]
+        try:
+            outputs = [self.task.predict_step(model, self.runtime.to_device(batch)).cpu() for batch in data_loader]
+        finally:
+            model.train(was_training)
         return torch.cat(outputs).tolist() if outputs else []
 
     def hyperparams(self) -> dict[str, Any]:

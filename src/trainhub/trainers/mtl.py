@@ -7,8 +7,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from trainhub.engine import evaluate, seed_everything, train_epoch
-from trainhub.engine.loop import FitConfig
+from trainhub.engine import seed_everything
 from trainhub.tasks import MTLTask, Regularization, build_weighting
 from trainhub.trainers.base import DEFAULT_OPTIMIZER_PARAMS, RecTrainer
 
@@ -101,9 +100,7 @@ class MTLTrainer(RecTrainer):
     # -- Torch-RecHub API ---------------------------------------------------------------------
     def train_one_epoch(self, data_loader: Iterable, log_interval: int = 10) -> list[float]:
         """Train one epoch; return each task's mean training loss (in task order)."""
-        config = FitConfig(max_epochs=1, max_grad_norm=self.config.max_grad_norm, log_every_n_steps=log_interval,
-                           progress=self.config.progress)
-        logs = train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
+        logs = self.train_epoch_logs(data_loader, log_interval)
         return [logs[f"{n}_loss"] for n in self.task.task_names]
 
     def fit(self, train_dataloader: Iterable, val_dataloader: Iterable | None = None, mode: str = "base",
@@ -128,7 +125,7 @@ class MTLTrainer(RecTrainer):
 
     def evaluate(self, model: nn.Module, data_loader: Iterable) -> list[float]:
         """One validation score per task, in task order: AUC (classification) or MSE (regression)."""
-        metrics = evaluate(model, self.task, data_loader, runtime=self.runtime, progress=self.config.progress)
+        metrics = self.evaluate_all(model, data_loader)
         return [metrics[self.task.metric_name(i)] for i in range(self.task.num_tasks)]
 
     def predict(self, model: nn.Module, data_loader: Iterable) -> list[list[float]]:
