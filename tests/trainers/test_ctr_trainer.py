@@ -176,3 +176,40 @@ def test_legacy_model_logger_and_csv_logger_receive_metrics(tmp_path):
     assert [e[0] for e in epochs] == [0, 1]
     assert received[0][0] == "params" and received[-1] == ("finish",)
     assert "val/auc" in (tmp_path / "logs" / "metrics.csv").read_text()
+
+
+def test_embedding_tables_take_row_wise_updates_by_default_and_dense_ones_on_request(tmp_path):
+    from trainhub.optim import HybridOptimizer, RowWiseAdam
+
+    sparse, dense, (train_dl, val_dl, _) = loaders(n=300)
+    fast = CTRTrainer(deepfm(sparse, dense), n_epoch=1, model_path=tmp_path / "a", progress=False)
+    assert isinstance(fast.optimizer, HybridOptimizer) and isinstance(fast.optimizer.rowwise, RowWiseAdam)
+    assert type(fast.optimizer.dense) is torch.optim.Adam
+    exact = CTRTrainer(deepfm(sparse, dense), n_epoch=1, model_path=tmp_path / "b", progress=False,
+                       sparse_embeddings=False)
+    assert type(exact.optimizer) is torch.optim.Adam
+    momentum = CTRTrainer(deepfm(sparse, dense), optimizer_fn=torch.optim.SGD,
+                          optimizer_params={"lr": 0.1, "momentum": 0.9}, n_epoch=1, model_path=tmp_path / "c",
+                          progress=False)
+    assert type(momentum.optimizer) is torch.optim.SGD and not momentum.sparse_embeddings
+    for trainer in (fast, exact, momentum):
+        trainer.fit(train_dl, val_dl)
+        assert 0.5 < trainer.evaluate(trainer.model, val_dl) <= 1.0
+
+
+def test_row_wise_run_resumes_exactly_with_clipping_and_accumulation(tmp_path):
+    sparse, dense, (train_dl, val_dl, _) = loaders(n=300)
+
+    def run(n_epoch, path, resume=False):
+        torch.manual_seed(0)
+        trainer = CTRTrainer(deepfm(sparse, dense), n_epoch=n_epoch, model_path=path, progress=False, seed=0,
+                             resume=resume, max_grad_norm=0.5)
+        trainer.config.grad_accum_steps = 2
+        trainer.fit(train_dl, val_dl)
+        return trainer
+
+    full = run(3, tmp_path / "full")
+    run(1, tmp_path / "cut")
+    resumed = run(3, tmp_path / "cut", resume=True)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k

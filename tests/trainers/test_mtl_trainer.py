@@ -61,6 +61,8 @@ def test_every_weighting_trains_every_model_one_epoch(name, adaptive, tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = MTLTrainer(model, model.task_types, adaptive_params=adaptive, n_epoch=1, model_path=tmp_path,
                          progress=False)
+    # Strategies that shape per-task gradients of every parameter need dense embedding gradients.
+    assert trainer.sparse_embeddings == (adaptive is None or adaptive["method"] == "uwl")
     losses = trainer.train_one_epoch(toy_loader(model.task_types))
     assert len(losses) == len(model.task_types) and all(np.isfinite(losses))
     after = model.state_dict()

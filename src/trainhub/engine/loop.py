@@ -23,6 +23,7 @@ from trainhub.engine.checkpoint import Checkpointer, plain_state_dict
 from trainhub.engine.runtime import Runtime, unwrap_model
 from trainhub.engine.stopping import EarlyStopping
 from trainhub.engine.task import StepOutput, Task
+from trainhub.optim import clip_grad_norm_
 
 __all__ = ["FitConfig", "TrainState", "FitResult", "fit", "train_epoch", "evaluate"]
 
@@ -135,6 +136,12 @@ class _Precision:
         return torch.autocast(self.device_type, dtype=self.dtype)
 
 
+def _check_finite(value: float, where: str) -> None:
+    if not math.isfinite(value):
+        raise FloatingPointError(f"training loss became {value} {where}; "
+                                 "lower the learning rate or check the inputs for NaN/inf")
+
+
 def _bar_disabled(progress: bool, runtime: Runtime) -> bool | None:
     # None lets tqdm hide the bar when output is not a terminal (CI logs, files).
     return True if not (progress and runtime.is_main) else None
@@ -177,9 +184,13 @@ def train_epoch(
                          "(e.g. GradNorm, MetaBalance): each of its backward passes is one optimizer step")
     scaler = precision.scaler
     accum = config.grad_accum_steps
-    totals: dict[str, float] = {}
+    # Sums stay on the device; reading a value to the host waits for the device. On the CPU that
+    # wait is free, so every loss is checked before it reaches the weights; on an accelerator the
+    # check (and the progress read-out) happens every log_every_n_steps batches.
+    check_every = 1 if runtime.device.type == "cpu" else max(1, config.log_every_n_steps)
+    totals: dict[str, torch.Tensor] = {}
     seen = 0
-    running, running_n = 0.0, 0
+    running, running_n = torch.zeros((), device=runtime.device), 0
     bar = tqdm(loader, desc=desc, disable=_bar_disabled(config.progress, runtime), leave=False, dynamic_ncols=True)
     optimizer.zero_grad(set_to_none=True)
     num_batches = len(loader) if hasattr(loader, "__len__") else None
@@ -187,13 +198,9 @@ def train_epoch(
         batch = runtime.to_device(batch)
         with precision.autocast():
             out: StepOutput = task.training_step(model, batch)
-        # Checked before backward and step, so a bad batch never reaches the weights.
-        loss_value = float(out.loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"training loss became {loss_value} at epoch {state.epoch}, batch {i}; "
-                "lower the learning rate or check the inputs for NaN/inf"
-            )
+        loss = out.loss.detach()
+        if i % check_every == 0:  # before backward and step: a bad batch never reaches the weights
+            _check_finite(float(loss), f"at epoch {state.epoch}, batch {i}")
         # The last group of an epoch may be shorter: average over the batches it really has.
         group = accum if num_batches is None else min(accum, num_batches - (i // accum) * accum)
         if custom_backward is not None:
@@ -207,7 +214,7 @@ def train_epoch(
             if scaler is not None:
                 scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
             if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                clip_grad_norm_(model.parameters(), config.max_grad_norm)  # row-sparse grads too
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -222,23 +229,27 @@ def train_epoch(
             stop_now = False
         n = out.batch_size
         seen += n
-        totals["loss"] = totals.get("loss", 0.0) + loss_value * n
+        totals["loss"] = totals.get("loss", 0.0) + loss * n
         for key, part in out.parts.items():
-            totals[key] = totals.get(key, 0.0) + float(part.detach()) * n
-        running += loss_value
+            totals[key] = totals.get(key, 0.0) + part.detach() * n
+        running += loss
         running_n += 1
         if running_n == config.log_every_n_steps:
-            bar.set_postfix(loss=f"{running / running_n:.4f}")
+            mean = float(running) / running_n
+            _check_finite(mean, f"in the {running_n} batches up to epoch {state.epoch}, batch {i}")
+            bar.set_postfix(loss=f"{mean:.4f}")
             if logger is not None:
-                logger.log_metrics({"train/step_loss": running / running_n}, step=state.global_step)
-            running, running_n = 0.0, 0
+                logger.log_metrics({"train/step_loss": mean}, step=state.global_step)
+            running, running_n = torch.zeros((), device=runtime.device), 0
         fire(callbacks, "on_train_batch_end", state, out)
         if stop_now:
             break
     bar.close()
     if seen == 0:
         raise ValueError("the training data loader yielded no batches")
-    return {k: v / seen for k, v in totals.items()}
+    logs = {k: float(v) / seen for k, v in totals.items()}
+    _check_finite(logs["loss"], f"in epoch {state.epoch}")
+    return logs
 
 
 @torch.no_grad()

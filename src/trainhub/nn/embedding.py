@@ -1,4 +1,5 @@
-"""Embedding tables built from feature specs, with input checks and masked sequence pooling."""
+"""Embedding tables built from feature specs (fused per width, row-sparse gradients), with input
+checks and masked sequence pooling."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 from torch import nn
 
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
+from trainhub.nn.fused_table import FusedTable
 
-__all__ = ["EmbeddingCollection", "masked_pool", "check_ids", "require"]
+__all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require"]
 
 
 def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -51,8 +53,44 @@ def masked_pool(emb: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tenso
     raise ValueError(f"unknown pooling {mode!r}")
 
 
+class TableView:
+    """One logical table inside a fused weight: ``.weight`` is a view of its rows."""
+
+    def __init__(self, fused: FusedTable, name: str):
+        self._fused, self.name = fused, name
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._fused.slice(self.name)
+
+    @property
+    def num_embeddings(self) -> int:
+        return self._fused.sizes[self.name]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._fused.embed_dim
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """Like ``nn.Embedding.__call__``: ``ids [...]`` -> ``[..., D]`` (no range check)."""
+        offset = self._fused.offsets[self.name]
+        return self._fused(ids.reshape(-1).long() + offset).view(*ids.shape, self.embedding_dim)
+
+    def __repr__(self) -> str:
+        return f"TableView({self.name!r}, {self.num_embeddings} x {self.embedding_dim})"
+
+
+def _group_key(embed_dim: int) -> str:
+    return f"d{embed_dim}"
+
+
 class EmbeddingCollection(nn.Module):
-    """One ``nn.Embedding`` per table, for every sparse and sequence feature given.
+    """Embedding tables for every sparse and sequence feature given, fused per embedding width.
+
+    All tables of one ``embed_dim`` live in one :class:`~trainhub.nn.fused_table.FusedTable`, so
+    a call embeds many features with one lookup, and training updates only the rows a batch
+    touched (row-sparse gradients; see :mod:`trainhub.optim`). ``tables[name].weight`` is a view
+    of one logical table, and ``state_dict()`` keeps one ``tables.<name>.weight`` entry per table.
 
     Features with ``shared_with`` read the table of the feature they name. Calling the collection
     embeds a subset of the features:
@@ -65,12 +103,14 @@ class EmbeddingCollection(nn.Module):
     Args:
         features: every feature the model may embed (dense ones are accepted and ignored).
         check_inputs: verify ids are in range and name the feature when they are not.
+        sparse_grad: row-sparse gradients, for :mod:`trainhub.optim`'s row-wise optimizers. Off by
+            default, so a bare model works with any ``torch.optim`` optimizer; the trainers switch
+            it on (``sparse_embeddings=True``) when the optimizer has a row-wise form.
     """
 
-    def __init__(self, features: Sequence[object], check_inputs: bool = True):
+    def __init__(self, features: Sequence[object], check_inputs: bool = True, sparse_grad: bool = False):
         super().__init__()
         self.check_inputs = check_inputs
-        self.tables = nn.ModuleDict()
         specs: dict[str, SparseFeature | SequenceFeature] = {}
         for f in features:
             if isinstance(f, (SparseFeature, SequenceFeature)) and f.shared_with is None:
@@ -81,49 +121,120 @@ class EmbeddingCollection(nn.Module):
                     raise ValueError(
                         f"feature {f.name!r} is shared_with {f.shared_with!r}, which is not in the feature list"
                     )
+        by_dim: dict[int, dict[str, SparseFeature | SequenceFeature]] = {}
         for name, f in specs.items():
-            table = nn.Embedding(f.vocab_size, f.embed_dim, padding_idx=f.padding_idx)
-            f.initializer.init_(table.weight)
-            if f.padding_idx is not None:
-                with torch.no_grad():
-                    table.weight[f.padding_idx].zero_()
-            self.tables[name] = table
+            by_dim.setdefault(int(f.embed_dim), {})[name] = f
+        self.fused = nn.ModuleDict()
+        self.tables: dict[str, TableView] = {}
+        for dim, group in by_dim.items():
+            offsets, total = {}, 0
+            for name, f in group.items():
+                offsets[name], total = total, total + int(f.vocab_size)
+            padding = [offsets[n] + f.padding_idx for n, f in group.items() if f.padding_idx is not None]
+            fused = FusedTable({n: f.vocab_size for n, f in group.items()}, dim, padding, sparse_grad=sparse_grad)
+            with torch.no_grad():
+                for name, f in group.items():
+                    rows = fused.slice(name)
+                    f.initializer.init_(rows)
+                    if f.padding_idx is not None:
+                        rows[f.padding_idx].zero_()
+            self.fused[_group_key(dim)] = fused
+            self.tables.update({name: TableView(fused, name) for name in group})
+        self.register_state_dict_post_hook(_split_fused_state)
+        self.register_load_state_dict_pre_hook(_join_fused_state)
+
+    # -- lookups ----------------------------------------------------------------------------
+    def _table_of(self, feature: SparseFeature | SequenceFeature) -> tuple[FusedTable, int]:
+        try:
+            view = self.tables[feature.table_name]
+        except KeyError:
+            raise KeyError(f"feature {feature.name!r} has no table in this collection "
+                           f"(tables: {sorted(self.tables)[:20]})") from None
+        return view._fused, view._fused.offsets[view.name]
+
+    def _check(self, pairs: Sequence[tuple[SparseFeature | SequenceFeature, torch.Tensor]]) -> None:
+        """Range-check every feature's ids with one host sync; name the culprit when one is bad."""
+        for f, ids in pairs:
+            if ids.is_floating_point():
+                raise TypeError(f"feature {f.name!r}: ids must be integers, got dtype {ids.dtype}")
+        pairs = [(f, ids) for f, ids in pairs if ids.numel()]
+        if not pairs:
+            return
+        bounds = torch.stack([torch.stack(torch.aminmax(ids)) for _, ids in pairs]).to(torch.int64)  # [F, 2]
+        limits = torch.tensor([self.tables[f.table_name].num_embeddings for f, _ in pairs], device=bounds.device)
+        if bool(((bounds[:, 0] < 0) | (bounds[:, 1] >= limits)).any()):
+            for f, ids in pairs:
+                check_ids(f.name, ids, self.tables[f.table_name].num_embeddings)
+
+    def lookup_many(
+        self, pairs: Sequence[tuple[SparseFeature | SequenceFeature, torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        """Embed several features' ids at once (one lookup per embedding width): ``ids [...]`` ->
+        ``[..., D]`` for each pair, in order."""
+        if self.check_inputs:
+            self._check(pairs)
+        out: list[torch.Tensor | None] = [None] * len(pairs)
+        groups: dict[int, list[int]] = {}
+        for i, (f, _) in enumerate(pairs):
+            groups.setdefault(id(self._table_of(f)[0]), []).append(i)
+        for members in groups.values():
+            fused = self._table_of(pairs[members[0]][0])[0]
+            flat = [pairs[i][1].reshape(-1).long() + self._table_of(pairs[i][0])[1] for i in members]
+            rows = fused(torch.cat(flat) if len(flat) > 1 else flat[0])  # [N, D]
+            for i, part in zip(members, rows.split([t.numel() for t in flat])):
+                out[i] = part.view(*pairs[i][1].shape, fused.embed_dim)
+        return out
 
     def lookup(self, feature: SparseFeature | SequenceFeature, ids: torch.Tensor) -> torch.Tensor:
         """Raw embedding lookup for one feature: ``ids [...]`` -> ``[..., D]``."""
-        table = self.tables[feature.table_name]
-        if self.check_inputs:
-            check_ids(feature.name, ids, table.num_embeddings)
-        return table(ids.long())
+        return self.lookup_many([(feature, ids)])[0]
 
-    def embed_one(self, feature: object, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Embed one feature from the batch: sparse ``[B, D]``, pooled sequence ``[B, D]``,
-        concat sequence ``[B, L, D]``, dense ``[B, d]``."""
+    @staticmethod
+    def _ids_of(feature: object, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
         value = require(x, feature.name)
-        if isinstance(feature, DenseFeature):
-            value = value.float()
-            return value.unsqueeze(-1) if value.dim() == 1 else value
         if isinstance(feature, SequenceFeature):
             if value.dim() != 2:
                 raise ValueError(
                     f"sequence feature {feature.name!r} expects ids of shape [B, L], got {tuple(value.shape)}"
                 )
-            emb = self.lookup(feature, value)  # [B, L, D]
-            if feature.pooling == "concat":
-                return emb
-            return masked_pool(emb, value != feature.pad_id, feature.pooling)
+            return value
         if value.dim() == 2 and value.shape[1] == 1:
             value = value.squeeze(1)
         if value.dim() != 1:
             raise ValueError(f"sparse feature {feature.name!r} expects ids of shape [B], got {tuple(value.shape)}")
-        return self.lookup(feature, value)
+        return value
+
+    @staticmethod
+    def _finish(feature: object, ids: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if isinstance(feature, SequenceFeature) and feature.pooling != "concat":
+            return masked_pool(emb, ids != feature.pad_id, feature.pooling)
+        return emb
+
+    def embed_many(self, features: Sequence[object], x: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`embed_one` for several features, with one table lookup per embedding width."""
+        out: list[torch.Tensor | None] = [None] * len(features)
+        id_pos, pairs = [], []
+        for i, f in enumerate(features):
+            if isinstance(f, DenseFeature):
+                value = require(x, f.name).float()
+                out[i] = value.unsqueeze(-1) if value.dim() == 1 else value
+            else:
+                id_pos.append(i)
+                pairs.append((f, self._ids_of(f, x)))
+        for i, (f, ids), emb in zip(id_pos, pairs, self.lookup_many(pairs)):
+            out[i] = self._finish(f, ids, emb)
+        return out
+
+    def embed_one(self, feature: object, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Embed one feature from the batch: sparse ``[B, D]``, pooled sequence ``[B, D]``,
+        concat sequence ``[B, L, D]``, dense ``[B, d]``."""
+        return self.embed_many([feature], x)[0]
 
     def forward(
         self, x: Mapping[str, torch.Tensor], features: Sequence[object], squeeze_dim: bool = False
     ) -> torch.Tensor:
         if squeeze_dim:
-            parts = [self.embed_one(f, x).flatten(1) for f in features]
-            return torch.cat(parts, dim=1)  # [B, sum dims]
+            return torch.cat([e.flatten(1) for e in self.embed_many(features, x)], dim=1)  # [B, sum dims]
         id_features = [f for f in features if not isinstance(f, DenseFeature)]
         if len(id_features) != len(features):
             dense = [f.name for f in features if isinstance(f, DenseFeature)]
@@ -136,4 +247,31 @@ class EmbeddingCollection(nn.Module):
                 "features stacked as fields [B, F, D] must share one embed_dim, got "
                 + ", ".join(f"{f.name}={f.embed_dim}" for f in id_features)
             )
-        return torch.stack([self.embed_one(f, x) for f in id_features], dim=1)  # [B, F, D]
+        return torch.stack(self.embed_many(id_features, x), dim=1)  # [B, F, D]
+
+
+def _split_fused_state(module: EmbeddingCollection, state: dict, prefix: str, local_metadata: dict) -> None:
+    """state_dict: one ``tables.<name>.weight`` per logical table instead of the fused weights."""
+    for key, fused in module.fused.items():
+        state.pop(f"{prefix}fused.{key}.weight", None)
+        for name in fused.sizes:
+            state[f"{prefix}tables.{name}.weight"] = fused.slice(name).detach()
+
+
+def _join_fused_state(module: EmbeddingCollection, state: dict, prefix: str, local_metadata: dict, strict: bool,
+                      missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+    """load_state_dict: fuse ``tables.<name>.weight`` entries back into the fused weights."""
+    for key, fused in module.fused.items():
+        names = [f"{prefix}tables.{name}.weight" for name in fused.sizes]
+        if f"{prefix}fused.{key}.weight" in state or not all(n in state for n in names):
+            continue  # already fused, or incomplete: the standard missing-key report applies
+        parts = []
+        for name, full in zip(fused.sizes, names):
+            value = state.pop(full)
+            expected = (fused.sizes[name], fused.embed_dim)
+            if tuple(value.shape) != expected:
+                error_msgs.append(f"size mismatch for {full}: checkpoint has {tuple(value.shape)}, "
+                                  f"the model's table has {expected}")
+                return
+            parts.append(value)
+        state[f"{prefix}fused.{key}.weight"] = torch.cat(parts)

@@ -25,6 +25,7 @@ from trainhub.engine import (
 )
 from trainhub.engine.checkpoint import plain_state_dict
 from trainhub.logging import build_logger
+from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
 
 __all__ = ["RecTrainer"]
 
@@ -46,6 +47,12 @@ class RecTrainer:
         progress: show progress bars.
         precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (CUDA autocast + gradient scaling).
         save_last: write ``last.ckpt`` after every epoch (needed for ``resume``).
+        sparse_embeddings: update only the embedding rows each batch touches (default True), with
+            the row-wise form of ``optimizer_fn`` (lazy Adam/AdamW, Adagrad, SGD; see
+            :mod:`trainhub.optim.rowwise` for where that differs from the dense rule). It turns
+            itself off when the optimizer has no row-wise form, for loss weightings that shape
+            per-task gradients (GradNorm, MetaBalance), and under ``nn.DataParallel``. False gives
+            exact dense updates of every table on every step.
     """
 
     model_filename = "model.pth"
@@ -75,12 +82,15 @@ class RecTrainer:
         progress: bool = True,
         save_last: bool = True,
         precision: str = "32",
+        sparse_embeddings: bool = True,
     ):
         self.runtime = Runtime(device=device, gpus=gpus, seed=seed)
         self.device = self.runtime.device
-        self.model = self.runtime.setup_model(model)
         self.optimizer_fn = optimizer_fn
         self.optimizer_params = dict(DEFAULT_OPTIMIZER_PARAMS if optimizer_params is None else optimizer_params)
+        self.sparse_embeddings = sparse_embeddings and self._row_wise_possible(model)
+        set_sparse_embeddings(model, self.sparse_embeddings)  # before DDP wrapping: it must know
+        self.model = self.runtime.setup_model(model)
         self.optimizer = self.build_optimizer()
         self.scheduler = scheduler_fn(self.optimizer, **(scheduler_params or {})) if scheduler_fn else None
         self.n_epoch = n_epoch
@@ -98,8 +108,22 @@ class RecTrainer:
         self.fit_result: FitResult | None = None
 
     # -- pieces subclasses may override -------------------------------------------------------
+    def _row_wise_possible(self, model: nn.Module) -> bool:
+        """Whether embedding tables can take row-sparse updates in this trainer's setup."""
+        if rowwise_rule(self.optimizer_fn, self.optimizer_params) is None:
+            log.info("%s has no row-wise form: embedding tables take dense updates",
+                     getattr(self.optimizer_fn, "__name__", self.optimizer_fn))
+            return False
+        task = getattr(self, "task", None)
+        if task is not None and getattr(task, "backward", None) is not None:
+            return False  # the strategy computes per-task gradients of every parameter itself
+        data_parallel = bool(self.runtime.gpus) and self.device.type == "cuda" and not self.runtime.is_distributed
+        return not data_parallel  # DataParallel's replicas reduce gradients densely
+
     def build_optimizer(self) -> torch.optim.Optimizer:
-        return self.optimizer_fn(self.model.parameters(), **self.optimizer_params)
+        """``optimizer_fn(model.parameters(), **optimizer_params)``; row-sparse embedding tables get
+        its row-wise form (see :func:`trainhub.optim.build_optimizer`)."""
+        return build_optimizer(self.model.parameters(), self.optimizer_fn, self.optimizer_params)
 
     def _get_logger(self):
         if self.logger is None:
@@ -180,4 +204,5 @@ class RecTrainer:
             "earlystop_patience": self.earlystop_patience,
             "earlystop_monitor": self.early_stopper.monitor,
             "device": str(self.device),
+            "sparse_embeddings": self.sparse_embeddings,
         }

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from trainhub.engine import seed_everything
+from trainhub.optim import build_optimizer
 from trainhub.tasks import MTLTask, Regularization, build_weighting
 from trainhub.trainers.base import DEFAULT_OPTIMIZER_PARAMS, RecTrainer
 
@@ -93,9 +94,9 @@ class MTLTrainer(RecTrainer):
         self.weighting.to(self.device)
         extra = self.weighting.optimized_parameters()
         if not extra:
-            return self.optimizer_fn(self.model.parameters(), **self.optimizer_params)
+            return build_optimizer(self.model.parameters(), self.optimizer_fn, self.optimizer_params)
         groups = [{"params": list(self.model.parameters())}, {"params": extra, "weight_decay": 0.0}]
-        return self.optimizer_fn(groups, **self.optimizer_params)
+        return build_optimizer(groups, self.optimizer_fn, self.optimizer_params)
 
     # -- Torch-RecHub API ---------------------------------------------------------------------
     def train_one_epoch(self, data_loader: Iterable, log_interval: int = 10) -> list[float]:

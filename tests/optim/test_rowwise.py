@@ -1,0 +1,154 @@
+import pytest
+import torch
+from torch import nn
+
+from trainhub.features import SparseFeature
+from trainhub.nn import EmbeddingCollection
+from trainhub.optim import (
+    HybridOptimizer,
+    RowWiseAdagrad,
+    RowWiseAdam,
+    RowWiseSGD,
+    build_optimizer,
+    clip_grad_norm_,
+    set_sparse_embeddings,
+)
+
+
+class Tiny(nn.Module):
+    def __init__(self, sparse: bool):
+        super().__init__()
+        self.features = [SparseFeature("a", 20, 4), SparseFeature("b", 30, 4)]
+        self.embedding = EmbeddingCollection(self.features, sparse_grad=sparse)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(self.embedding(x, self.features, squeeze_dim=True)).squeeze(1)
+
+
+def _batch(seed: int, low: int = 0, high: int = 20):
+    g = torch.Generator().manual_seed(seed)
+    return {"a": torch.randint(low, high, (16,), generator=g), "b": torch.randint(0, 30, (16,), generator=g)}
+
+
+def _train(sparse: bool, optimizer_fn, params: dict, batches) -> Tiny:
+    torch.manual_seed(0)
+    model = Tiny(sparse)
+    opt = build_optimizer(model.parameters(), optimizer_fn, params)
+    for x in batches:
+        model(x).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+    return model
+
+
+@pytest.mark.parametrize("optimizer_fn, params", [
+    (torch.optim.Adagrad, {"lr": 0.1}),
+    (torch.optim.SGD, {"lr": 0.1}),
+])
+def test_adagrad_and_sgd_rows_are_exactly_the_dense_rule(optimizer_fn, params):
+    batches = [_batch(i, 0, 10) for i in range(4)]  # rows 10..19 of "a" never touched
+    sparse, dense = _train(True, optimizer_fn, params, batches), _train(False, optimizer_fn, params, batches)
+    assert isinstance(build_optimizer(Tiny(True).parameters(), optimizer_fn, params), HybridOptimizer)
+    for p, q in zip(sparse.state_dict().values(), dense.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_lazy_adam_matches_dense_adam_on_touched_rows_and_leaves_others_alone():
+    params = {"lr": 0.05}
+    first = [_batch(0, 0, 10)]
+    sparse, dense = _train(True, torch.optim.Adam, params, first), _train(False, torch.optim.Adam, params, first)
+    for p, q in zip(sparse.state_dict().values(), dense.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6)  # one step from zero moments: identical everywhere
+    two = [_batch(0, 0, 10), _batch(1, 10, 20)]
+    sparse, dense = _train(True, torch.optim.Adam, params, two), _train(False, torch.optim.Adam, params, two)
+    torch.manual_seed(0)
+    init = Tiny(True).embedding.tables["a"].weight
+    first_rows = torch.unique(two[0]["a"])
+    # Lazy rule: rows of the first batch do not move in step 2; dense Adam moves them by momentum.
+    after_one = _train(True, torch.optim.Adam, params, two[:1]).embedding.tables["a"].weight
+    assert torch.equal(sparse.embedding.tables["a"].weight[first_rows], after_one[first_rows])
+    assert not torch.allclose(dense.embedding.tables["a"].weight[first_rows], after_one[first_rows])
+    untouched = [r for r in range(20) if r not in set(two[0]["a"].tolist()) | set(two[1]["a"].tolist())]
+    assert torch.equal(sparse.embedding.tables["a"].weight[untouched], init[untouched])
+
+
+def test_row_wise_adam_on_a_dense_gradient_is_torch_adam():
+    torch.manual_seed(0)
+    w1 = nn.Parameter(torch.randn(6, 3))
+    w2 = nn.Parameter(w1.detach().clone())
+    ours = RowWiseAdam([w1], lr=0.1, weight_decay=0.01)
+    ref = torch.optim.Adam([w2], lr=0.1, weight_decay=0.01)
+    for step in range(3):
+        g = torch.randn(6, 3)
+        w1.grad, w2.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    assert torch.allclose(w1, w2, atol=1e-6)
+
+
+def test_adamw_decay_is_decoupled_and_only_on_touched_rows():
+    w = nn.Parameter(torch.ones(4, 2))
+    opt = RowWiseAdam([w], lr=0.1, weight_decay=0.5, decoupled_weight_decay=True)
+    w.grad = torch.sparse_coo_tensor(torch.tensor([[1]]), torch.zeros(1, 2), (4, 2), check_invariants=True)
+    opt.step()
+    assert torch.allclose(w[1], torch.full((2,), 1 - 0.1 * 0.5))
+    assert torch.equal(w[0], torch.ones(2))
+
+
+def test_gradient_accumulation_sums_uncoalesced_rows():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.zeros(5, 2))
+    opt = RowWiseSGD([w], lr=1.0)
+    g1 = torch.sparse_coo_tensor(torch.tensor([[1, 3]]), torch.ones(2, 2), (5, 2), check_invariants=True)
+    g2 = torch.sparse_coo_tensor(torch.tensor([[3]]), torch.ones(1, 2), (5, 2), check_invariants=True)
+    w.grad = g1 + g2  # what autograd accumulates over two backward passes
+    opt.step()
+    assert torch.equal(w[1], -torch.ones(2)) and torch.equal(w[3], -2 * torch.ones(2))
+
+
+def test_hybrid_optimizer_schedulers_move_both_learning_rates_and_state_round_trips():
+    model = Tiny(True)
+    opt = build_optimizer(model.parameters(), torch.optim.Adam, {"lr": 0.1})
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    model(_batch(0)).sum().backward()
+    opt.step()
+    sched.step()
+    assert opt.dense.param_groups[0]["lr"] == opt.rowwise.param_groups[0]["lr"] == 0.05
+    other = build_optimizer(Tiny(True).parameters(), torch.optim.Adam, {"lr": 0.1})
+    other.load_state_dict(opt.state_dict())
+    assert other.rowwise.param_groups[0]["lr"] == 0.05
+    assert other.param_groups[0] is other.dense.param_groups[0]  # still linked after loading
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(other, patience=0)
+    plateau.step(1.0)
+    plateau.step(2.0)
+    assert other.rowwise.param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+def test_without_row_sparse_tables_the_optimizer_is_the_users_own():
+    model = Tiny(False)
+    assert type(build_optimizer(model.parameters(), torch.optim.Adam, {"lr": 0.1})) is torch.optim.Adam
+
+
+def test_optimizer_without_row_wise_form_is_refused_with_the_way_out():
+    with pytest.raises(ValueError, match="sparse_embeddings=False"):
+        build_optimizer(Tiny(True).parameters(), torch.optim.RMSprop, {"lr": 0.1})
+
+
+def test_clip_grad_norm_counts_sparse_rows_like_dense_ones():
+    sparse, dense = Tiny(True), Tiny(False)
+    dense.load_state_dict(sparse.state_dict())
+    for m in (sparse, dense):
+        m(_batch(3)).pow(2).sum().backward()
+    ours = clip_grad_norm_(sparse.parameters(), 0.01)
+    ref = torch.nn.utils.clip_grad_norm_(dense.parameters(), 0.01)
+    assert torch.allclose(ours, ref)
+    assert torch.allclose(sparse.embedding.fused["d4"].weight.grad.to_dense(), dense.embedding.fused["d4"].weight.grad)
+
+
+def test_set_sparse_embeddings_switches_every_table():
+    model = Tiny(False)
+    assert set_sparse_embeddings(model, True) == 1
+    model(_batch(0)).sum().backward()
+    assert model.embedding.fused["d4"].weight.grad.is_sparse
+    assert isinstance(RowWiseAdagrad([nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer)
