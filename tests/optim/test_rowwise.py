@@ -79,7 +79,7 @@ def test_row_wise_adam_on_a_dense_gradient_is_torch_adam():
     w2 = nn.Parameter(w1.detach().clone())
     ours = RowWiseAdam([w1], lr=0.1, weight_decay=0.01)
     ref = torch.optim.Adam([w2], lr=0.1, weight_decay=0.01)
-    for step in range(3):
+    for _ in range(3):
         g = torch.randn(6, 3)
         w1.grad, w2.grad = g.clone(), g.clone()
         ours.step()

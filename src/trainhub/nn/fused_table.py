@@ -134,4 +134,5 @@ class FusedTable(nn.Module):
         return rows
 
     def extra_repr(self) -> str:
-        return f"{len(self.sizes)} tables, {self.weight.shape[0]} rows x {self.embed_dim}, sparse_grad={self.sparse_grad}"
+        rows = self.weight.shape[0]
+        return f"{len(self.sizes)} tables, {rows} rows x {self.embed_dim}, sparse_grad={self.sparse_grad}"
