@@ -38,8 +38,8 @@ def to_tensor(name: str, values: Any) -> torch.Tensor:
         )
     if arr.dtype.kind == "f" and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
-    if arr.dtype.kind in "iu" and arr.dtype != np.int64:
-        arr = arr.astype(np.int64)
+    if arr.dtype.kind in "iu" and arr.dtype not in (np.int64, np.int32):
+        arr = arr.astype(np.int64)  # int32 stays int32: half the memory, and lookups take it
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:  # e.g. pandas copy-on-write views; torch wants writable memory
         arr = arr.copy()
@@ -58,7 +58,7 @@ class DictDataset(Dataset):
     ``__getitems__`` gives a whole batch the same way, with ``[B, ...]`` tensors.
     """
 
-    def __init__(self, x: Mapping[str, Any], y: Any = None):
+    def __init__(self, x: Mapping[str, Any], y: Any = None, rows: torch.Tensor | None = None):
         if len(list(x.keys())) == 0:
             raise ValueError("the input x has no columns")
         self.x = {name: to_tensor(name, values) for name, values in x.items()}
@@ -68,26 +68,29 @@ class DictDataset(Dataset):
             lengths["label (y)"] = len(self.y)
         if len(set(lengths.values())) > 1:
             raise ValueError(f"columns have different numbers of rows: {lengths}")
-        self.num_rows = next(iter(lengths.values()))
+        # A subset shares the columns and keeps only its row numbers: no copy of the data.
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
+        self.num_rows = next(iter(lengths.values())) if self.rows is None else len(self.rows)
 
     def __len__(self) -> int:
         return self.num_rows
 
+    def _source_rows(self, indices: Any) -> Any:
+        return indices if self.rows is None else self.rows[indices]
+
     def __getitem__(self, i: int):
+        i = self._source_rows(i)
         row = {k: v[i] for k, v in self.x.items()}
         return row if self.y is None else (row, self.y[i])
 
     def __getitems__(self, indices: Sequence[int]):
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = self._source_rows(torch.as_tensor(indices, dtype=torch.long))
         batch = {k: v.index_select(0, idx) for k, v in self.x.items()}
         return batch if self.y is None else (batch, self.y.index_select(0, idx))
 
     def subset(self, indices: torch.Tensor) -> "DictDataset":
-        """A new dataset holding only the given rows (copies the selected slices)."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        x = {k: v.index_select(0, idx) for k, v in self.x.items()}
-        y = None if self.y is None else self.y.index_select(0, idx)
-        return DictDataset(x, y)
+        """The given rows of this dataset, sharing its columns (no copy of the data)."""
+        return DictDataset(self.x, self.y, rows=self._source_rows(torch.as_tensor(indices, dtype=torch.long)))
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):

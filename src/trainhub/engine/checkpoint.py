@@ -60,9 +60,10 @@ def save_weights(path: str | os.PathLike, model_or_state: nn.Module | dict, meta
     """Write weights as safetensors (atomically). Accepts a module or a state dict."""
     from safetensors.torch import save_file
 
-    state = plain_state_dict(model_or_state) if isinstance(model_or_state, nn.Module) else model_or_state
-    # clone() gives every tensor its own storage: safetensors refuses shared storage.
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    state = unwrap_model(model_or_state).state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    # One CPU copy per tensor (not two): clone() gives each its own storage, which safetensors
+    # requires (fused embedding tables hand out views of one weight).
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 

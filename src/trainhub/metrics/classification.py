@@ -23,15 +23,29 @@ def _np(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
+def _binary_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """ROC AUC of 0/1 labels as the Mann-Whitney statistic, ties counted half (equal to
+    scikit-learn's ``roc_auc_score``): one sort, no per-call validation overhead, no import cost."""
+    order = np.argsort(y_score, kind="stable")
+    sorted_scores = y_score[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    counts = np.diff(np.r_[starts, len(sorted_scores)])
+    mean_rank = starts + (counts + 1) / 2.0  # 1-based average rank of each run of tied scores
+    ranks = np.empty(len(y_score))
+    ranks[order] = np.repeat(mean_rank, counts)
+    positive = y_true > 0.5
+    n_pos = int(positive.sum())
+    n_neg = len(y_true) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
 def auc_score(y_true, y_score) -> float:
     """ROC AUC; NaN (with a warning) when only one class is present."""
-    from sklearn.metrics import roc_auc_score
-
     y_true, y_score = _np(y_true), _np(y_score)
     if np.unique(y_true).size < 2:
         log.warning("AUC is undefined with a single class in the labels; returning NaN")
         return float("nan")
-    return float(roc_auc_score(y_true, y_score))
+    return _binary_auc(y_true, y_score)
 
 
 def gauc_score(y_true, y_score, groups, weights=None) -> float:
@@ -40,7 +54,6 @@ def gauc_score(y_true, y_score, groups, weights=None) -> float:
     Groups (users) whose labels hold one class only are skipped, so they never turn the result
     into NaN. Returns NaN only when no group has both classes.
     """
-    from sklearn.metrics import roc_auc_score
 
     y_true, y_score = _np(y_true), _np(y_score)
     groups = np.asarray(groups.cpu() if isinstance(groups, torch.Tensor) else groups).reshape(-1)
@@ -59,7 +72,7 @@ def gauc_score(y_true, y_score, groups, weights=None) -> float:
         if labels.min() == labels.max():
             continue
         w = float(e - s) if weights is None else float(weights[g_sorted[s]])
-        total += w * roc_auc_score(labels, y_score[idx])
+        total += w * _binary_auc(labels, y_score[idx])
         weight_sum += w
     if weight_sum == 0:
         log.warning("GAUC is undefined: no group has both classes; returning NaN")

@@ -4,7 +4,7 @@ from trainhub.nn.attention import InteractingLayer, TargetAttention, masked_soft
 from trainhub.nn.embedding import EmbeddingCollection, check_ids, masked_pool, require
 from trainhub.nn.ffm import CEN, FFM, FieldAwareEmbedding
 from trainhub.nn.interaction import FM, LR, CrossNetMix, CrossNetV2, CrossNetwork
-from trainhub.nn.mlp import MLP, Dice, activation_layer
+from trainhub.nn.mlp import MLP, Dice, Dropout, activation_layer
 from trainhub.nn.rnn import AUGRU, MaskedGRU
 from trainhub.nn.senet import BilinearInteraction, SENETLayer
 
@@ -15,6 +15,7 @@ __all__ = [
     "require",
     "MLP",
     "Dice",
+    "Dropout",
     "activation_layer",
     "LR",
     "FM",

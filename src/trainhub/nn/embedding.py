@@ -152,37 +152,48 @@ class EmbeddingCollection(nn.Module):
                            f"(tables: {sorted(self.tables)[:20]})") from None
         return view._fused, view._fused.offsets[view.name]
 
-    def _check(self, pairs: Sequence[tuple[SparseFeature | SequenceFeature, torch.Tensor]]) -> None:
-        """Range-check every feature's ids with one host sync; name the culprit when one is bad."""
+    def _limits(self, features: Sequence[SparseFeature | SequenceFeature], device: torch.device) -> torch.Tensor:
+        return torch.tensor([self.tables[f.table_name].num_embeddings for f in features], device=device)
+
+    def _offsets(self, features: Sequence[SparseFeature | SequenceFeature], device: torch.device) -> torch.Tensor:
+        return torch.tensor([self._table_of(f)[1] for f in features], device=device)
+
+    def _raise_for_bad_ids(self, pairs: Sequence[tuple[SparseFeature | SequenceFeature, torch.Tensor]]) -> None:
         for f, ids in pairs:
-            if ids.is_floating_point():
-                raise TypeError(f"feature {f.name!r}: ids must be integers, got dtype {ids.dtype}")
-        pairs = [(f, ids) for f, ids in pairs if ids.numel()]
-        if not pairs:
-            return
-        bounds = torch.stack([torch.stack(torch.aminmax(ids)) for _, ids in pairs]).to(torch.int64)  # [F, 2]
-        limits = torch.tensor([self.tables[f.table_name].num_embeddings for f, _ in pairs], device=bounds.device)
-        if bool(((bounds[:, 0] < 0) | (bounds[:, 1] >= limits)).any()):
-            for f, ids in pairs:
-                check_ids(f.name, ids, self.tables[f.table_name].num_embeddings)
+            check_ids(f.name, ids, self.tables[f.table_name].num_embeddings)
 
     def lookup_many(
         self, pairs: Sequence[tuple[SparseFeature | SequenceFeature, torch.Tensor]]
     ) -> list[torch.Tensor]:
-        """Embed several features' ids at once (one lookup per embedding width): ``ids [...]`` ->
-        ``[..., D]`` for each pair, in order."""
-        if self.check_inputs:
-            self._check(pairs)
+        """Embed several features' ids at once: ``ids [...]`` -> ``[..., D]`` for each pair, in order.
+
+        Features of one table width whose ids share one shape are stacked (``[B, k]``), range-checked
+        with one reduction and one host sync, shifted to their global rows and looked up in one go;
+        each result is a view into that ``[B, k, D]`` block.
+        """
+        for f, ids in pairs:
+            if ids.is_floating_point():
+                raise TypeError(f"feature {f.name!r}: ids must be integers, got dtype {ids.dtype}")
+        blocks: dict[tuple, list[int]] = {}
+        for i, (f, ids) in enumerate(pairs):
+            blocks.setdefault((id(self._table_of(f)[0]), tuple(ids.shape)), []).append(i)
         out: list[torch.Tensor | None] = [None] * len(pairs)
-        groups: dict[int, list[int]] = {}
-        for i, (f, _) in enumerate(pairs):
-            groups.setdefault(id(self._table_of(f)[0]), []).append(i)
-        for members in groups.values():
-            fused = self._table_of(pairs[members[0]][0])[0]
-            flat = [pairs[i][1].reshape(-1).long() + self._table_of(pairs[i][0])[1] for i in members]
-            rows = fused(torch.cat(flat) if len(flat) > 1 else flat[0])  # [N, D]
-            for i, part in zip(members, rows.split([t.numel() for t in flat])):
-                out[i] = part.view(*pairs[i][1].shape, fused.embed_dim)
+        for (_, shape), members in blocks.items():
+            feats = [pairs[i][0] for i in members]
+            fused = self._table_of(feats[0])[0]
+            ids = torch.stack([pairs[i][1] for i in members], dim=-1)  # [..., k], local ids
+            if ids.dtype != torch.int64:
+                ids = ids.long()
+            device = ids.device
+            if self.check_inputs and ids.numel():
+                low, high = torch.aminmax(ids.reshape(-1, len(members)), dim=0)  # [k], [k]
+                if bool(((low < 0) | (high >= self._limits(feats, device))).any()):
+                    self._raise_for_bad_ids([pairs[i] for i in members])
+            rows = fused((ids + self._offsets(feats, device)).reshape(-1))  # [N * k, D]
+            rows = rows.view(*shape, len(members), fused.embed_dim)  # [..., k, D]
+            # unbind, not select: its backward is one stack, not a zero-filled block per feature
+            for i, part in zip(members, rows.unbind(-2)):
+                out[i] = part
         return out
 
     def lookup(self, feature: SparseFeature | SequenceFeature, ids: torch.Tensor) -> torch.Tensor:
@@ -260,18 +271,23 @@ def _split_fused_state(module: EmbeddingCollection, state: dict, prefix: str, lo
 
 def _join_fused_state(module: EmbeddingCollection, state: dict, prefix: str, local_metadata: dict, strict: bool,
                       missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
-    """load_state_dict: fuse ``tables.<name>.weight`` entries back into the fused weights."""
+    """load_state_dict: fuse ``tables.<name>.weight`` entries back into the fused weights.
+
+    Each table is copied straight into its slice of the fused weight (no fused-size temporary),
+    and the state then names the weight itself, which ``load_state_dict`` copies onto itself.
+    """
     for key, fused in module.fused.items():
         names = [f"{prefix}tables.{name}.weight" for name in fused.sizes]
         if f"{prefix}fused.{key}.weight" in state or not all(n in state for n in names):
             continue  # already fused, or incomplete: the standard missing-key report applies
-        parts = []
-        for name, full in zip(fused.sizes, names):
-            value = state.pop(full)
-            expected = (fused.sizes[name], fused.embed_dim)
-            if tuple(value.shape) != expected:
-                error_msgs.append(f"size mismatch for {full}: checkpoint has {tuple(value.shape)}, "
-                                  f"the model's table has {expected}")
-                return
-            parts.append(value)
-        state[f"{prefix}fused.{key}.weight"] = torch.cat(parts)
+        bad = [(full, tuple(state[full].shape), (size, fused.embed_dim))
+               for full, size in zip(names, fused.sizes.values())
+               if tuple(state[full].shape) != (size, fused.embed_dim)]
+        if bad:
+            error_msgs.extend(f"size mismatch for {full}: checkpoint has {got}, the model's table has {want}"
+                              for full, got, want in bad)
+            continue
+        with torch.no_grad():
+            for name, full in zip(fused.sizes, names):
+                fused.slice(name).copy_(state.pop(full))
+        state[f"{prefix}fused.{key}.weight"] = fused.weight.detach()

@@ -7,7 +7,24 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "activation_layer", "Dice"]
+__all__ = ["MLP", "activation_layer", "Dice", "Dropout"]
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose keep-mask comes from uniform noise (``rand >= p``).
+
+    The mask law is the same Bernoulli(1 - p) per element and kept values are scaled by
+    ``1 / (1 - p)``; only the kernel differs: on the CPU, torch's ``bernoulli_`` costs about twice a
+    uniform draw and was a tenth of a CTR model's training step.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return x * 0.0
+        keep = torch.rand_like(x) >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
 class Dice(nn.Module):
@@ -86,7 +103,7 @@ class MLP(nn.Module):
             if batch_norm:
                 layers.append(nn.BatchNorm1d(out))
             layers.append(activation_layer(activation, out))
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
             width = out
         if output_layer:
             layers.append(nn.Linear(width, 1))

@@ -23,6 +23,7 @@ DDP averages dense gradients, so every process applies the same update.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -140,28 +141,31 @@ class RowWiseAdam(RowWiseOptimizer):
     def update_rows(self, p, rows, grad, group, state):
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float64)
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
+            # Both moments of a row side by side: one gather and one scatter per step.
+            state["moments"] = torch.zeros(p.shape[0], 2, *p.shape[1:], dtype=p.dtype, device=p.device)
         state["step"] += 1
         step = float(state["step"])
         beta1, beta2 = group["betas"]
-        lr, wd = group["lr"], group["weight_decay"]
-        weights = _take(p, rows)  # [U, D]
-        if wd and not group["decoupled_weight_decay"]:
+        lr, wd, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
+        weights = _take(p, rows) if wd else None  # [U, D]
+        if wd and not decoupled:
             grad = grad.add(weights, alpha=wd)
-        exp_avg = _take(state["exp_avg"], rows).mul_(beta1).add_(grad, alpha=1 - beta1)
-        exp_avg_sq = _take(state["exp_avg_sq"], rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        _put(state["exp_avg"], rows, exp_avg)
-        _put(state["exp_avg_sq"], rows, exp_avg_sq)
-        step_size = lr / (1 - beta1**step)
-        denom = (exp_avg_sq / (1 - beta2**step)).sqrt_().add_(group["eps"])
-        update = (exp_avg / denom).mul_(step_size)
-        if wd and group["decoupled_weight_decay"]:
-            update.add_(weights, alpha=lr * wd)
+        moments = _take(state["moments"], rows)  # [U, 2, D]
+        exp_avg, exp_avg_sq = moments.unbind(1)
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        _put(state["moments"], rows, moments)
+        # torch.optim.Adam's arrangement: m / (sqrt(v) + eps * sqrt(bc2)) * lr * sqrt(bc2) / bc1
+        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+        update = exp_avg / exp_avg_sq.sqrt().add_(group["eps"] * bias_correction2_sqrt)
+        scale = lr * bias_correction2_sqrt / (1 - beta1**step)
+        if wd and decoupled:
+            update.mul_(scale).add_(weights, alpha=lr * wd)
+            scale = 1.0
         if rows is None:
-            p.sub_(update)
+            p.sub_(update, alpha=scale)
         else:
-            p.index_add_(0, rows, update, alpha=-1.0)
+            p.index_add_(0, rows, update, alpha=-scale)
 
 
 class RowWiseAdagrad(RowWiseOptimizer):

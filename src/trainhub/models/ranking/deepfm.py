@@ -39,7 +39,10 @@ class DeepFM(nn.Module):
         self.mlp = MLP(sum(f.embed_dim for f in self.deep_features), **mlp_params)
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        fm_fields = self.embedding(x, self.fm_features)  # [B, F, D]
-        deep = self.embedding(x, self.deep_features, squeeze_dim=True)  # [B, deep_dims]
+        # One lookup for both parts: a feature in both is embedded (and range-checked) once.
+        union = list({f.name: f for f in self.fm_features + self.deep_features}.values())
+        emb = dict(zip((f.name for f in union), self.embedding.embed_many(union, x)))
+        fm_fields = torch.stack([emb[f.name] for f in self.fm_features], dim=1)  # [B, F, D]
+        deep = torch.cat([emb[f.name].flatten(1) for f in self.deep_features], dim=1)  # [B, deep_dims]
         logit = self.linear(fm_fields.flatten(1)) + self.fm(fm_fields) + self.mlp(deep)
         return logit.squeeze(1)
