@@ -317,6 +317,11 @@ class MatchTask:
         self._row_auc += total
         self._rows += rows
 
+    def sync_metrics(self, gather) -> None:
+        self._auc.sync(gather)
+        parts = gather((self._row_auc, self._rows, self._loss_sum, self._seen))
+        self._row_auc, self._rows, self._loss_sum, self._seen = (sum(p[i] for p in parts) for i in range(4))
+
     def compute_metrics(self) -> dict[str, float]:
         if self._rows:
             auc = self._row_auc / self._rows

@@ -105,7 +105,7 @@ class RecTrainer:
         if self.logger is None:
             names, log_dir, experiment = self._logger_spec
             if not self.runtime.is_main:
-                names = [n for n in names if not isinstance(n, str)]
+                names = []  # only rank 0 prints and writes logs (files, TensorBoard, MLflow, user loggers)
             self.logger = build_logger(names, save_dir=log_dir, experiment_name=experiment)
         return self.logger
 
@@ -117,13 +117,19 @@ class RecTrainer:
     def train_epoch_logs(self, data_loader: Iterable, log_interval: int = 10) -> dict[str, float]:
         """Train one epoch with the trainer's settings; return the mean loss and its named parts."""
         config = dataclasses.replace(self.config, max_epochs=1, log_every_n_steps=log_interval)
-        return train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
+        data_loader = self.runtime.distribute_loader(data_loader, train=True)
+        self.runtime.setup_optimizer(self.optimizer, self.model)
+        logs = train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
+        return self.runtime.mean_over_ranks(logs)
 
     def fit(self, train_dataloader: Iterable, val_dataloader: Iterable | None = None) -> FitResult:
         """Train for ``n_epoch`` epochs with early stopping on the validation metric.
 
         The best validation weights are kept in the model and saved to ``<model_path>/model.pth``
         (and ``best.safetensors``); without validation data the last epoch's weights are saved.
+
+        Under torchrun the loaders are sharded across ranks, validation metrics cover the whole
+        validation set on every rank, and only rank 0 writes files and logs.
         """
         if not self.config.resume:
             self.early_stopper.reset()  # a second fit() must not compare against the first one's best
@@ -138,6 +144,7 @@ class RecTrainer:
             )
             if self.runtime.is_main:
                 self.save_model()
+            self.runtime.barrier()  # model.pth exists for every rank once fit() returns
         finally:
             logger.close()
             self.logger = None
@@ -161,14 +168,28 @@ class RecTrainer:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, data_loader: Iterable) -> list:
-        """Predictions for every row of ``data_loader`` (which may yield ``(x, y)`` or ``x``)."""
+        """Predictions for every row of ``data_loader`` (which may yield ``(x, y)`` or ``x``).
+
+        Under torchrun each rank predicts its block of rows and every rank returns all rows, in
+        the loader's order."""
+        outputs = self._predict_rows(model, data_loader, self.task.predict_step)
+        return outputs.tolist() if outputs is not None else []
+
+    def _predict_rows(self, model: nn.Module, data_loader: Iterable, step) -> torch.Tensor | None:
+        """``step(model, batch)`` over this rank's rows, gathered from every rank in row order (CPU)."""
+        loader, sharded = self.runtime.shard(data_loader, train=False)
+        scoring = self.runtime.eval_model(model)
         was_training = model.training
-        model.eval()
+        scoring.eval()
         try:
-            outputs = [self.task.predict_step(model, self.runtime.to_device(batch)).cpu() for batch in data_loader]
+            outputs = [step(scoring, self.runtime.to_device(batch)).cpu() for batch in loader]
         finally:
             model.train(was_training)
-        return torch.cat(outputs).tolist() if outputs else []
+        local = torch.cat(outputs) if outputs else None
+        if self.runtime.is_distributed and sharded:
+            parts = [p for p in self.runtime.all_gather_object(local) if p is not None]
+            return torch.cat(parts) if parts else None
+        return local
 
     def hyperparams(self) -> dict[str, Any]:
         return {
