@@ -271,6 +271,9 @@ def evaluate(
         model.train(was_training)
 
 
+_WARNED_NO_SYNC: set[str] = set()
+
+
 def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, float]:
     """``task.compute_metrics()`` over every rank's validation state (the one gather point)."""
     if not runtime.is_distributed:
@@ -278,7 +281,8 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
     sync = getattr(task, "sync_metrics", None)
     if sharded and sync is not None:
         sync(runtime.all_gather_object)
-    elif sharded:
+    elif sharded and runtime.is_main and type(task).__name__ not in _WARNED_NO_SYNC:
+        _WARNED_NO_SYNC.add(type(task).__name__)
         log.warning("%s has no sync_metrics(gather): validation metrics are rank 0's share of the data only",
                     type(task).__name__)
     return runtime.broadcast_object(task.compute_metrics())

@@ -121,20 +121,38 @@ def all_gather_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
     if not _dist_active():
         return tensor, 0
     import torch.distributed as dist
-    import torch.distributed.nn.functional as dist_fn
 
     rank, world = dist.get_rank(), dist.get_world_size()
     sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(world)]
     dist.all_gather(sizes, torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device))
     counts = [int(s) for s in sizes]
-    longest = max(counts)
-    padded = tensor
-    if tensor.shape[0] < longest:
-        pad = tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))
-        padded = torch.cat([tensor, pad], dim=0)
-    parts = dist_fn.all_gather(padded.contiguous())
-    gathered = torch.cat([p[:n] for p, n in zip(parts, counts)], dim=0)
-    return gathered, sum(counts[:rank])
+    return _GatherRows.apply(tensor, counts, rank), sum(counts[:rank])
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather along dim 0 (rows per rank in ``counts``); backward sums every rank's gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.counts, ctx.rank = counts, rank
+        longest = max(counts)
+        padded = tensor.contiguous()
+        if tensor.shape[0] < longest:  # collectives need equal shapes
+            padded = torch.cat([padded, padded.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))])
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, counts)], dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # each rank's loss reaches every rank's rows
+        start = sum(ctx.counts[:ctx.rank])
+        return grad[start:start + ctx.counts[ctx.rank]], None, None
 
 
 def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> None:
@@ -232,6 +250,8 @@ class Runtime:
         if self.is_distributed:
             ignored = [name for name, p in model.named_parameters() if is_rowwise(p)]
             if ignored:
+                # DDP matches "<module>.<param>"; a parameter of the root module is ".<param>" there.
+                ignored += ["." + name for name in ignored if "." not in name]
                 nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
                 self._broadcast([p.data for p in model.parameters() if is_rowwise(p)])
             ids = [self.device.index] if self.device.type == "cuda" else None
