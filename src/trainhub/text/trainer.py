@@ -88,7 +88,8 @@ class Trainer:
                  eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
         self.config = config
         self.training = config.training
-        self.runtime = Runtime(device=self.training.resolved_device())
+        # Each batch trains one task's heads only: DDP must not wait for the other heads' gradients.
+        self.runtime = Runtime(device=self.training.resolved_device(), find_unused_parameters=True)
         self.device = self.runtime.device
         self.model = self.runtime.setup_model(model)
         self.tokenizer = tokenizer
