@@ -46,6 +46,10 @@ class RecTrainer:
         progress: show progress bars.
         precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (CUDA autocast + gradient scaling).
         save_last: write ``last.ckpt`` after every epoch (needed for ``resume``).
+        find_unused_parameters: under torchrun, let DistributedDataParallel tolerate parameters
+            that a step does not use (slower; DDP's error names the parameters when needed).
+
+    Under ``torchrun`` the same script trains on every process: see ``docs/scaling-distributed.md``.
     """
 
     model_filename = "model.pth"
@@ -75,8 +79,9 @@ class RecTrainer:
         progress: bool = True,
         save_last: bool = True,
         precision: str = "32",
+        find_unused_parameters: bool = False,
     ):
-        self.runtime = Runtime(device=device, gpus=gpus, seed=seed)
+        self.runtime = Runtime(device=device, gpus=gpus, seed=seed, find_unused_parameters=find_unused_parameters)
         self.device = self.runtime.device
         self.model = self.runtime.setup_model(model)
         self.optimizer_fn = optimizer_fn
