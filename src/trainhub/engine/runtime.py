@@ -277,10 +277,8 @@ class Runtime:
         self._broadcast([p.data for p in extra])
 
         def average_grads(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in extra]
-            all_reduce_mean_(grads)
-            for p, g in zip(extra, grads):
-                p.grad = g
+            # Which parameters have a gradient follows from the graph, the same on every rank.
+            all_reduce_mean_([p.grad for p in extra if p.grad is not None])
 
         optimizer.register_step_pre_hook(average_grads)
         return optimizer
