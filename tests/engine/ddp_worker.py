@@ -138,7 +138,9 @@ def match_fit(out: Path) -> dict:
     val = make_loader(DictDataset(cases.match_rows(64, seed=1), torch.zeros(64)), 16)
     trainer = MatchTrainer(cases.match_model(), **cases.match_trainer_kwargs(out / "match"))
     result = trainer.fit(train, val)
-    return {"history": result.history, "evaluate": trainer.evaluate_all(trainer.model, val)}
+    users = make_loader(DictDataset(cases.match_rows(37, seed=2)), 8)  # 37 rows: blocks of 19 and 18
+    return {"history": result.history, "evaluate": trainer.evaluate_all(trainer.model, val),
+            "user_embedding": trainer.inference_embedding(trainer.model, "user", users, model_path=out / "match")}
 
 
 def match_unequal_rows() -> dict:
@@ -168,7 +170,8 @@ def mtl_fit(out: Path) -> dict:
                          adaptive_params={"method": "metabalance"}, n_epoch=2, model_path=str(out / "mtl"),
                          progress=False, optimizer_params={"lr": 0.01, "weight_decay": 0.0})
     log = trainer.fit(train, val)
-    return {"log": log, "evaluate": trainer.evaluate(trainer.model, val)}
+    return {"log": log, "evaluate": trainer.evaluate(trainer.model, val),
+            "predict": trainer.predict(trainer.model, val)}
 
 
 def rec(out: Path) -> dict:

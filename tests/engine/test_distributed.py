@@ -150,13 +150,18 @@ def test_match_and_mtl_global_metrics_equal_one_process(rec):
     from trainhub.trainers import MatchTrainer, MTLTrainer
 
     out, (r0, r1) = rec
-    assert r0["match"] == r1["match"] and r0["mtl"] == r1["mtl"]
+    assert r0["mtl"] == r1["mtl"]
+    assert r0["match"]["history"] == r1["match"]["history"] and r0["match"]["evaluate"] == r1["match"]["evaluate"]
+    torch.testing.assert_close(r0["match"]["user_embedding"], r1["match"]["user_embedding"])
     model = cases.match_model()
     model.load_state_dict(torch.load(out / "match" / "model.pth", weights_only=True))
     val = make_loader(DictDataset(cases.match_rows(64, seed=1), torch.zeros(64)), 16)
     single = MatchTrainer(model, **{**cases.match_trainer_kwargs(out / "single_match")})
     assert r0["match"]["evaluate"] == pytest.approx(single.evaluate_all(model, val), abs=1e-9)
     assert r0["match"]["history"][-1]["train/loss"] < r0["match"]["history"][0]["train/loss"]
+    users = make_loader(DictDataset(cases.match_rows(37, seed=2)), 8)
+    expected = single.inference_embedding(model, "user", users, model_path=None)
+    torch.testing.assert_close(r0["match"]["user_embedding"], expected)  # all 37 rows, in order
 
     x, y = cases.mtl_data()
     model = cases.mtl_model(batch_norm=True)
@@ -165,6 +170,7 @@ def test_match_and_mtl_global_metrics_equal_one_process(rec):
     single = MTLTrainer(model, ["classification", "classification"], model_path=str(out / "single_mtl"),
                         progress=False)
     assert r0["mtl"]["evaluate"] == pytest.approx(single.evaluate(model, val), abs=1e-9)
+    torch.testing.assert_close(torch.tensor(r0["mtl"]["predict"]), torch.tensor(single.predict(model, val)))
 
 
 def test_an_error_on_one_rank_ends_the_job_with_that_error(tmp_path):
