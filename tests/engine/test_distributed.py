@@ -178,3 +178,23 @@ def test_an_error_on_one_rank_ends_the_job_with_that_error(tmp_path):
     assert proc.returncode != 0
     assert "boom on rank 1" in proc.stderr + proc.stdout
     assert seconds < 60
+
+
+def test_user_distributed_sampler_and_unsplittable_samplers():
+    from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+
+    from trainhub.data.dataset import passthrough_collate
+
+    ds = DictDataset({"a": torch.arange(11)})
+    seed = lambda s: s  # noqa: E731
+    # a DistributedSampler pads validation shards with duplicates: replaced by exact blocks
+    vals = [shard_loader(DataLoader(ds, 4, sampler=DistributedSampler(ds, 2, r, shuffle=False),
+                                    collate_fn=passthrough_collate), r, 2, False, seed) for r in range(2)]
+    assert all(sharded for _, sharded in vals)
+    assert sorted(int(i) for loader, _ in vals for b in loader for i in b["a"]) == list(range(11))
+    # for training the user's own DistributedSampler is kept
+    train = DataLoader(ds, 4, sampler=DistributedSampler(ds, 2, 1))
+    assert shard_loader(train, 1, 2, True, seed) == (train, True)
+    # a sampler trainhub cannot split is left alone and reported as not sharded
+    weighted = DataLoader(ds, 4, sampler=WeightedRandomSampler([1.0] * 11, 11))
+    assert shard_loader(weighted, 0, 2, True, seed) == (weighted, False)
