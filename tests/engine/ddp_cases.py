@@ -151,3 +151,46 @@ def one_step(kind: str, path, rows_per_batch: int) -> dict:
         state.update({f"weighting.{k}": v.detach().clone() for k, v in weighting.state_dict().items()
                       if isinstance(v, torch.Tensor)})
     return state
+
+
+# -- row-wise tables under GradNorm / MetaBalance ------------------------------------------------------
+class RowwiseMTL(torch.nn.Module):
+    """A shared sparse-gradient table (marked row-wise, as the speed path's fused tables) and two heads."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = torch.nn.Embedding(10, 4, sparse=True)
+        self.table.weight._trainhub_rowwise = True
+        self.heads = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.heads(self.table(x["id"]))
+
+    def shared_parameters(self):
+        return [self.table.weight]
+
+    def last_shared_parameters(self):
+        return [self.table.weight]
+
+
+def rowwise_weighting_step(method: str, model: torch.nn.Module, rows: slice) -> dict:
+    """One backward of GradNorm / MetaBalance on ``rows`` of a fixed batch; the gradients it leaves."""
+    from trainhub.engine import unwrap_model
+    from trainhub.tasks import MTLTask, build_weighting
+
+    g = torch.Generator().manual_seed(1)
+    x = {"id": torch.randint(0, 10, (2 * BATCH,), generator=g)}
+    y = torch.randint(0, 2, (2 * BATCH, 2), generator=g).float()
+    weighting = build_weighting({"gradnorm": {"method": "gradnorm", "alpha": 0.5, "lr": 0.1},
+                                 "metabalance": {"method": "metabalance"}}[method])
+    task = MTLTask(["classification", "classification"], weighting=weighting).bind(model)
+    out = task.training_step(model, ({"id": x["id"][rows]}, y[rows]))
+    task.backward(out)
+    bare = unwrap_model(model)
+    result = {"table_grad": bare.table.weight.grad.to_dense(), "heads_grad": bare.heads.weight.grad.clone()}
+    if method == "gradnorm":
+        result["loss_weights"] = weighting.loss_weights.detach().clone()
+    else:
+        result["norm_avg"] = weighting.norm_avg.clone()
+    return result

@@ -174,9 +174,15 @@ def mtl_fit(out: Path) -> dict:
             "predict": trainer.predict(trainer.model, val)}
 
 
+def rowwise_weighting() -> dict:
+    rows = slice(RANK * cases.BATCH, (RANK + 1) * cases.BATCH)
+    return {m: cases.rowwise_weighting_step(m, Runtime("cpu").setup_model(cases.RowwiseMTL()), rows)
+            for m in ("gradnorm", "metabalance")}
+
+
 def rec(out: Path) -> dict:
     written = record_writes()
-    res = {"rowwise": rowwise_case()}
+    res = {"rowwise": rowwise_case(), "rowwise_weighting": rowwise_weighting()}
     res["stop_synced"] = stop_case(SyncedShardScoreTask())
     res["stop_local"] = stop_case(ShardScoreTask())
     res["one_step"] = {kind: cases.one_step(kind, out / f"step_{kind}", cases.BATCH)

@@ -79,6 +79,21 @@ def test_rowwise_parameters_are_broadcast_but_not_reduced(rec):
     assert a["table_grad"][0].abs().sum() > 0 and a["table_grad"][1].abs().sum() == 0
 
 
+@pytest.mark.parametrize("method", ["gradnorm", "metabalance"])
+def test_gradnorm_and_metabalance_with_rowwise_tables(rec, method):
+    # Row-wise tables keep local gradients (their optimizer averages them); everything else,
+    # including the loss weights / norm averages GradNorm and MetaBalance derive, is global.
+    _, (r0, r1) = rec
+    a, b = r0["rowwise_weighting"][method], r1["rowwise_weighting"][method]
+    single = cases.rowwise_weighting_step(method, cases.RowwiseMTL(), slice(0, 2 * cases.BATCH))
+    for key in single:
+        if key == "table_grad":
+            torch.testing.assert_close((a[key] + b[key]) / 2, single[key])
+        else:
+            torch.testing.assert_close(a[key], b[key])
+            torch.testing.assert_close(a[key], single[key])
+
+
 def test_ranks_whose_shards_disagree_stop_together(rec):
     _, (r0, r1) = rec
     synced, local = (r0["stop_synced"], r1["stop_synced"]), (r0["stop_local"], r1["stop_local"])

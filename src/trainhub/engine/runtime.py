@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 __all__ = ["Runtime", "seed_everything", "unwrap_model", "move_to_device", "resolve_device", "is_rowwise",
-           "dist_timeout", "forward_through", "all_gather_rows", "all_reduce_mean_"]
+           "dist_timeout", "forward_through", "all_gather_rows", "all_reduce_mean_", "averaged_over_ranks"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,34 @@ def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> None:
         n = t.numel()
         t.copy_(flat[offset:offset + n].view_as(t).to(t.dtype))
         offset += n
+
+
+def averaged_over_ranks(tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Mean over ranks of each tensor, as new tensors; the inputs are left untouched.
+
+    Dense tensors go in one all-reduce; sparse COO tensors (row-wise tables' gradients) are
+    gathered as (indices, values) and summed. Single process: the inputs themselves.
+    """
+    out = list(tensors)
+    if not _dist_active():
+        return out
+    import torch.distributed as dist
+
+    dense = [i for i, t in enumerate(out) if t is not None and not t.is_sparse]
+    copies = [out[i].detach().clone() for i in dense]
+    all_reduce_mean_(copies)
+    for i, c in zip(dense, copies):
+        out[i] = c
+    world = dist.get_world_size()
+    for i, t in enumerate(out):
+        if t is not None and t.is_sparse:
+            t = t.detach().coalesce()
+            parts: list[Any] = [None] * world
+            dist.all_gather_object(parts, (t.indices().cpu(), t.values().cpu()))
+            indices = torch.cat([p[0] for p in parts], dim=1)
+            values = torch.cat([p[1] for p in parts]) / world
+            out[i] = torch.sparse_coo_tensor(indices, values, t.shape).coalesce().to(t.device)
+    return out
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from trainhub.engine.runtime import all_reduce_mean_, is_rowwise
+from trainhub.engine.runtime import all_reduce_mean_, averaged_over_ranks, is_rowwise
 
 __all__ = ["LossWeighting", "EqualWeighting", "UncertaintyWeighting", "GradNorm", "MetaBalance", "build_weighting"]
 
@@ -57,13 +57,18 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
     return list(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))
 
 
+def _values(g: torch.Tensor) -> torch.Tensor:
+    """The entries of a gradient (a sparse one's stored values, duplicates summed)."""
+    return g.coalesce().values() if g.is_sparse else g
+
+
 def _norm(g: torch.Tensor | None) -> torch.Tensor:
-    return torch.zeros(()) if g is None else g.norm()
+    return torch.zeros(()) if g is None else _values(g).norm()
 
 
 def _global_norm(grads: Sequence[torch.Tensor | None], device: torch.device) -> torch.Tensor:
     """L2 norm of all gradients taken together (0 when the loss reaches none of the parameters)."""
-    squares = [(g * g).sum() for g in grads if g is not None]
+    squares = [(_values(g) ** 2).sum() for g in grads if g is not None]
     return torch.sqrt(torch.stack(squares).sum()) if squares else torch.zeros((), device=device)
 
 
@@ -81,7 +86,12 @@ def _dense(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
 
 def _weighted_sum(terms: list[tuple[torch.Tensor | float, torch.Tensor | None]]) -> torch.Tensor | None:
     present = [c * g for c, g in terms if g is not None]
-    return sum(present) if present else None
+    if not present:
+        return None
+    total = present[0]
+    for g in present[1:]:  # not sum(): 0 + a sparse tensor is not defined
+        total = total + g
+    return total
 
 
 class LossWeighting(nn.Module):
@@ -194,9 +204,12 @@ class GradNorm(LossWeighting):
 
     def backward(self, losses: torch.Tensor, loss: torch.Tensor, extra: torch.Tensor | float = 0.0) -> None:
         detached = losses.detach().clone()
-        per_task = [_grads(losses[i], self.shared) for i in range(self.num_losses)]
+        n = len(self.shared)
+        flat = [g for i in range(self.num_losses) for g in _grads(losses[i], self.shared)]
         # Several processes: the losses and gradients of the combined batch (no-op in one process).
-        all_reduce_mean_([detached] + _dense([g for grads in per_task for g in grads]))
+        all_reduce_mean_([detached])
+        flat = averaged_over_ranks(flat)
+        per_task = [flat[i * n:(i + 1) * n] for i in range(self.num_losses)]
         if not bool(self.started):
             self.initial_losses.copy_(detached.clamp_min(1e-12))
             self.started.fill_(True)
@@ -277,11 +290,18 @@ class MetaBalance(LossWeighting):
         n_shared = len(self.shared)
         per_task = [_grads(losses[i], params) for i in range(self.num_losses)]
         # Several processes: every task's gradient over the combined batch (no-op in one process).
-        # Nothing here runs backward through DDP, so DDP itself never reduces these gradients.
+        # Nothing here runs backward through DDP, so DDP itself never reduces these gradients. Row-wise
+        # tables keep their local gradients (their optimizer averages them); their norms, which
+        # set the scales, come from the averaged gradients.
         all_reduce_mean_(_dense([g for grads in per_task for g, p in zip(grads, params) if not is_rowwise(p)]))
+        rowwise = [(i, j) for i in range(self.num_losses) for j in range(n_shared)
+                   if is_rowwise(params[j]) and per_task[i][j] is not None]
+        norm_grads = [list(grads[:n_shared]) for grads in per_task]
+        for (i, j), g in zip(rowwise, averaged_over_ranks([per_task[i][j] for i, j in rowwise])):
+            norm_grads[i][j] = g
         with torch.no_grad():
-            norms = torch.stack([torch.stack([_norm(g).to(self.norm_avg.device) for g in grads[:n_shared]])
-                                 for grads in per_task], dim=1)
+            norms = torch.stack([torch.stack([_norm(g).to(self.norm_avg.device) for g in grads])
+                                 for grads in norm_grads], dim=1)
             self.norm_avg.mul_(self.beta).add_((1 - self.beta) * norms)  # [P, k]
             target = self.norm_avg[:, self.target_task : self.target_task + 1]  # [P, 1]
             scale = self.relax_factor * target / (self.norm_avg + self.eps) + (1 - self.relax_factor)  # [P, k]
