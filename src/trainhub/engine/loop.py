@@ -262,16 +262,41 @@ def evaluate(
     progress: bool = True,
     desc: str = "validation",
 ) -> dict[str, float]:
-    """Run ``task.validation_step`` over ``loader`` in eval mode and return ``task.compute_metrics()``."""
+    """Run ``task.validation_step`` over ``loader`` in eval mode and return ``task.compute_metrics()``.
+
+    Under torchrun each rank scores its own block of the rows; the task's metric state is then
+    gathered (``task.sync_metrics(gather)``), so the metrics cover the whole loader, equal a
+    single-process evaluation of the same weights, and are identical on every rank (rank 0's
+    values are broadcast, so decisions taken on them can never diverge).
+    """
     runtime = runtime or Runtime()
+    loader, sharded = runtime.shard(loader, train=False)
+    scoring = runtime.eval_model(model)
     was_training = model.training
-    model.eval()
+    scoring.eval()
     try:
         for batch in tqdm(loader, desc=desc, disable=_bar_disabled(progress, runtime), leave=False):
-            task.validation_step(model, runtime.to_device(batch))
-        return task.compute_metrics()
+            task.validation_step(scoring, runtime.to_device(batch))
+        return _global_metrics(task, runtime, sharded)
     finally:
         model.train(was_training)
+
+
+_WARNED_NO_SYNC: set[str] = set()
+
+
+def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, float]:
+    """``task.compute_metrics()`` over every rank's validation state (the one gather point)."""
+    if not runtime.is_distributed:
+        return task.compute_metrics()
+    sync = getattr(task, "sync_metrics", None)
+    if sharded and sync is not None:
+        sync(runtime.all_gather_object)
+    elif sharded and runtime.is_main and type(task).__name__ not in _WARNED_NO_SYNC:
+        _WARNED_NO_SYNC.add(type(task).__name__)
+        log.warning("%s has no sync_metrics(gather): validation metrics are rank 0's share of the data only",
+                    type(task).__name__)
+    return runtime.broadcast_object(task.compute_metrics())
 
 
 def fit(
@@ -305,9 +330,15 @@ def fit(
     state = TrainState()
     result = FitResult(state)
     best_cpu_state: dict[str, torch.Tensor] | None = None
+    # Under torchrun: this rank's shards, and extra optimizer parameters kept in step across ranks.
+    train_loader = runtime.distribute_loader(train_loader, train=True)
+    val_loader = runtime.distribute_loader(val_loader, train=False)
+    runtime.setup_optimizer(optimizer, model)
 
     if config.resume and checkpointer is not None:
-        payload = checkpointer.load_resume()
+        # Rank 0 reads last.ckpt and hands it to every rank (no shared filesystem needed).
+        runtime.barrier()
+        payload = runtime.broadcast_object(checkpointer.load_resume() if runtime.is_main else None)
         if payload is not None:
             unwrap_model(model).load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
@@ -318,7 +349,9 @@ def fit(
                 stopper.load_state_dict(payload["stopper"])
             if "task" in payload and hasattr(task, "load_state_dict"):
                 task.load_state_dict(payload["task"])
-            _set_rng_state(payload["rng"])
+            per_rank = payload.get("rng_per_rank")
+            _set_rng_state(per_rank[runtime.rank] if per_rank and len(per_rank) == runtime.world_size
+                           else payload["rng"])
             log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
 
     def validate(step: int) -> dict[str, float]:
@@ -365,10 +398,12 @@ def fit(
             scheduler=scheduler, logger=logger, callbacks=callbacks, desc=f"epoch {epoch}",
             after_step=validate_on_step if step_eval else None,
         )
+        # Each rank trained on an equal-sized shard: the mean over ranks is the epoch's mean.
+        train_logs = runtime.mean_over_ranks(train_logs)
         logs = {f"train/{k}": v for k, v in train_logs.items()}
         logs["learning_rate"] = _current_lr(optimizer)
         if hasattr(task, "epoch_logs"):
-            logs.update(task.epoch_logs())
+            logs.update(runtime.mean_over_ranks(task.epoch_logs()))
 
         metrics: dict[str, float] = {}
         stopped_mid_epoch = step_eval and stopper is not None and stopper.should_stop
@@ -390,15 +425,19 @@ def fit(
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.6g}" for k, v in logs.items()))
         if logger is not None:
             logger.log_metrics(logs, step=epoch)
-        if checkpointer is not None and runtime.is_main:
-            checkpointer.save_resume({
-                "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
-                "stopper": stopper.state_dict() if stopper is not None else None,
-                "task": task.state_dict() if hasattr(task, "state_dict") else None,
-                "rng": _rng_state(),
-            })
+        if checkpointer is not None:
+            rng = runtime.all_gather_object(_rng_state())  # each rank resumes its own random streams
+            if runtime.is_main:
+                checkpointer.save_resume({
+                    "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
+                    "stopper": stopper.state_dict() if stopper is not None else None,
+                    "task": task.state_dict() if hasattr(task, "state_dict") else None,
+                    "rng": rng[0], "rng_per_rank": rng,
+                })
         fire(callbacks, "on_epoch_end", state, logs)
-        if stopper is not None and (stopper.should_stop or stopped_mid_epoch):
+        # Metrics are identical on every rank, so is the decision; rank 0's flag makes it certain.
+        stop = runtime.broadcast_object(stopper is not None and (stopper.should_stop or stopped_mid_epoch))
+        if stop:
             result.stopped_early = True
             log.info("early stopping after epoch %d: best %s=%s at %s",
                      epoch, stopper.monitor, stopper.best, stopper.best_step)
@@ -407,9 +446,12 @@ def fit(
     if stopper is not None and result.best_epoch is None and stopper.best_step is not None:
         result.best_epoch = stopper.best_step  # best came from before a resume
     if config.restore_best and result.best_epoch is not None:
-        if checkpointer is not None and checkpointer.has_best():
-            runtime.barrier()
-            checkpointer.load_best(model)
+        # Rank 0 wrote the best weights; it reads them back and broadcasts them to every rank.
+        has_best = checkpointer is not None and runtime.broadcast_object(runtime.is_main and checkpointer.has_best())
+        if has_best:
+            if runtime.is_main:
+                checkpointer.load_best(model)
+            runtime.broadcast_module(model)
         elif best_cpu_state is not None:
             unwrap_model(model).load_state_dict(best_cpu_state)
     fire(callbacks, "on_fit_end", state)

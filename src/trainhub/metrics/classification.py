@@ -1,7 +1,9 @@
 """Binary-classification metrics: AUC, group AUC, log loss.
 
 Functional forms take array-likes; streaming forms (``update`` per batch, ``compute`` at the end,
-``reset``) accumulate on the CPU so evaluation never holds device memory.
+``reset``) accumulate on the CPU so evaluation never holds device memory. Under several processes
+``sync(gather)`` merges every rank's state (``gather(obj)`` returns each rank's ``obj`` in rank
+order, e.g. ``Runtime.all_gather_object``), after which ``compute`` covers all ranks' rows exactly.
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ class _Collect:
         self._scores.append(y_score.detach().reshape(-1).float().cpu())
         self._labels.append(y_true.detach().reshape(-1).float().cpu())
 
+    def sync(self, gather) -> None:
+        """Replace this rank's rows by every rank's rows (rank order)."""
+        parts = gather(self._cat())
+        self._scores = [p[0] for p in parts]
+        self._labels = [p[1] for p in parts]
+
     def _cat(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._scores:
             return torch.empty(0), torch.empty(0)
@@ -131,6 +139,11 @@ class LogLoss:
         self._sum += float(-(y * p.log() + (1 - y) * (1 - p).log()).sum())
         self._count += len(y)
 
+    def sync(self, gather) -> None:
+        """Sum the running totals of every rank."""
+        parts = gather((self._sum, self._count))
+        self._sum, self._count = sum(p[0] for p in parts), sum(p[1] for p in parts)
+
     def compute(self) -> float:
         return self._sum / self._count if self._count else math.nan
 
@@ -145,6 +158,12 @@ class GroupAUC(_Collect):
     def update(self, y_score: torch.Tensor, y_true: torch.Tensor, groups: torch.Tensor) -> None:  # type: ignore[override]
         super().update(y_score, y_true)
         self._groups.append(groups.detach().reshape(-1).cpu())
+
+    def sync(self, gather) -> None:
+        """Replace this rank's rows (scores, labels, groups) by every rank's rows."""
+        groups = torch.cat(self._groups) if self._groups else torch.empty(0, dtype=torch.long)
+        parts = gather((*self._cat(), groups))
+        self._scores, self._labels, self._groups = ([p[i] for p in parts] for i in range(3))
 
     def compute(self) -> float:
         scores, labels = self._cat()

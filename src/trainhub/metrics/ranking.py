@@ -139,5 +139,11 @@ class RankingMetrics:
             self._sums[f"mrr@{k}"] += float((found / (rank + 1)).sum())
         self._users += len(target)
 
+    def sync(self, gather) -> None:
+        """Sum every rank's totals (``gather`` as ``Runtime.all_gather_object``)."""
+        parts = gather((self._sums, self._users))
+        self._sums = {k: sum(p[0][k] for p in parts) for k in self._sums}
+        self._users = sum(p[1] for p in parts)
+
     def compute(self) -> dict[str, float]:
         return {name: value / self._users if self._users else float("nan") for name, value in self._sums.items()}

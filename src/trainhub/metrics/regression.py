@@ -34,5 +34,10 @@ class MeanSquaredError:
         self._sum += float((diff * diff).sum())
         self._count += diff.numel()
 
+    def sync(self, gather) -> None:
+        """Sum the running totals of every rank (``gather`` as ``Runtime.all_gather_object``)."""
+        parts = gather((self._sum, self._count))
+        self._sum, self._count = sum(p[0] for p in parts), sum(p[1] for p in parts)
+
     def compute(self) -> float:
         return self._sum / self._count if self._count else math.nan

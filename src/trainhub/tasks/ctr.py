@@ -85,6 +85,10 @@ class CTRTask:
         self.auc.update(probs, y)
         self.logloss.update(probs, y)
 
+    def sync_metrics(self, gather) -> None:
+        self.auc.sync(gather)
+        self.logloss.sync(gather)
+
     def compute_metrics(self) -> dict[str, float]:
         metrics = {"auc": self.auc.compute(), "logloss": self.logloss.compute()}
         self.auc.reset()

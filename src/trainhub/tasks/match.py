@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainhub.engine.runtime import unwrap_model
+from trainhub.engine.runtime import all_gather_rows, forward_through, unwrap_model
 from trainhub.engine.task import StepOutput
 from trainhub.metrics import BinaryAUC
 from trainhub.nn.multi_interest import interest_scores
@@ -201,6 +201,14 @@ class InBatchNegatives:
     ``temperature``. Items identical to the row's own positive (equal embeddings, e.g. the same
     id in two rows) are never used as its negatives. All of it is batched tensor work.
 
+    Under DistributedDataParallel (training) the towers run inside DDP's forward, and the item
+    embeddings of every rank are gathered with their gradients, so each user is scored against
+    the items of the combined batch of all ranks (row ``i`` of rank ``r`` has its positive at
+    column ``r * B + i``; a short last batch is fine). With all negatives (``num_negatives=None``)
+    or hard negatives, the loss and gradients equal one process's on the combined batch; random
+    subsets are drawn per rank, so they match in distribution only. Validation runs on the bare
+    model and uses the items of the rank's own batch.
+
     Args:
         num_negatives: negatives per row; ``None`` (or a value outside ``[1, B-1]``) uses all
             other items of the batch.
@@ -224,35 +232,43 @@ class InBatchNegatives:
                             f"{type(base).__name__} lacks {missing}")
 
     def __call__(self, model: nn.Module, x: dict[str, torch.Tensor], sample: bool = True) -> Candidates:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            # Calling the towers past DDP's forward would skip its gradient averaging.
-            raise NotImplementedError("in-batch negatives are not supported under DistributedDataParallel yet")
-        base = unwrap_model(model)  # the towers are plain methods; DataParallel only wraps forward
-        user, item = base.user_tower(x), base.item_tower(x)
+        # The towers are plain methods: DataParallel only wraps forward, so they run on the bare
+        # model; under DDP they run inside its forward so that their gradients are averaged.
+        user, item = forward_through(model, _towers, x)
         if item.dim() == 3 and item.shape[1] == 1:
             item = item.squeeze(1)
         if item.dim() != 2 or user.dim() not in (2, 3) or user.shape[0] != item.shape[0]:
             raise ValueError(f"in-batch negatives need user [B, D] or [B, K, D] and item [B, D] embeddings, got "
                              f"{tuple(user.shape)} and {tuple(item.shape)}")
-        scores = interest_scores(user, item) / getattr(base, "temperature", 1.0)  # [B, B]
-        batch = scores.shape[0]
-        # Same item as the row's positive (including the diagonal): never a negative.
-        same = _same_rows(item.detach())
+        offset = 0
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            item, offset = all_gather_rows(item)  # [N, D]: every rank's items, with gradients
+        base = unwrap_model(model)
+        scores = interest_scores(user, item) / getattr(base, "temperature", 1.0)  # [B, N]
+        batch, total = scores.shape
+        rows = torch.arange(batch, device=scores.device)
+        positive = scores[rows, rows + offset]
+        # Same item as the row's positive (including the positive itself): never a negative.
+        same = _same_rows(item.detach())[offset:offset + batch]  # [B, N]
         k = self.num_negatives
-        if k is None or not 1 <= k <= batch - 1 or not sample:
-            k = batch - 1
+        if k is None or not 1 <= k <= total - 1 or not sample:
+            k = total - 1
         if k == 0:
-            return Candidates(scores.diagonal(), scores.new_zeros(batch, 0))
+            return Candidates(positive, scores.new_zeros(batch, 0))
         if self.hard and sample:
             keys = scores.detach().masked_fill(same, float("-inf"))
             idx = keys.topk(k, dim=1).indices
         else:
-            keys = torch.rand(batch, batch, generator=self.generator).to(scores.device)
+            keys = torch.rand(batch, total, generator=self.generator).to(scores.device)
             if not sample:
-                keys = torch.arange(batch, device=scores.device, dtype=keys.dtype).expand(batch, -1).clone()
+                keys = torch.arange(total, device=scores.device, dtype=keys.dtype).expand(batch, -1).clone()
             idx = keys.masked_fill(same, float("inf")).topk(k, dim=1, largest=False).indices
         valid = ~same.gather(1, idx)
-        return Candidates(scores.diagonal(), scores.gather(1, idx), valid)
+        return Candidates(positive, scores.gather(1, idx), valid)
+
+
+def _towers(model: nn.Module, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return model.user_tower(x), model.item_tower(x)
 
 
 def _same_rows(item: torch.Tensor) -> torch.Tensor:
@@ -316,6 +332,11 @@ class MatchTask:
         total, rows = cands.row_auc()
         self._row_auc += total
         self._rows += rows
+
+    def sync_metrics(self, gather) -> None:
+        self._auc.sync(gather)
+        parts = gather((self._row_auc, self._rows, self._loss_sum, self._seen))
+        self._row_auc, self._rows, self._loss_sum, self._seen = (sum(p[i] for p in parts) for i in range(4))
 
     def compute_metrics(self) -> dict[str, float]:
         if self._rows:

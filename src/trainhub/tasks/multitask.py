@@ -172,6 +172,10 @@ class MTLTask:
             pred = torch.sigmoid(out[:, i]) if self.task_types[i] == "classification" else out[:, i]
             metric.update(pred, y[:, i])
 
+    def sync_metrics(self, gather) -> None:
+        for m in self.metrics:
+            m.sync(gather)
+
     def compute_metrics(self) -> dict[str, float]:
         values = {self.metric_name(i): m.compute() for i, m in enumerate(self.metrics)}
         for m in self.metrics:

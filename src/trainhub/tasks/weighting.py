@@ -14,6 +14,12 @@ into what the optimizer sees:
   must update (UWL's log-variances; GradNorm updates its weights itself).
 * :meth:`LossWeighting.epoch_logs` reports the current weights for logging.
 
+Under several processes (DistributedDataParallel) GradNorm and MetaBalance average what they
+measure per task (losses, per-task gradients) over the ranks before using it, so every rank takes
+the same step, equal to one process's step on the combined batch (ranks' batches of equal size,
+as the training shards give). Uncertainty weights are synced by the runtime like any parameter
+outside the model (``Runtime.setup_optimizer``).
+
 Torch-RecHub's ``adaptive_params={"method": ...}`` maps to a strategy in :func:`build_weighting`.
 """
 
@@ -24,6 +30,8 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from trainhub.engine.runtime import all_reduce_mean_, averaged_over_ranks, is_rowwise
 
 __all__ = ["LossWeighting", "EqualWeighting", "UncertaintyWeighting", "GradNorm", "MetaBalance", "build_weighting"]
 
@@ -49,13 +57,18 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
     return list(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))
 
 
+def _values(g: torch.Tensor) -> torch.Tensor:
+    """The entries of a gradient (a sparse one's stored values, duplicates summed)."""
+    return g.coalesce().values() if g.is_sparse else g
+
+
 def _norm(g: torch.Tensor | None) -> torch.Tensor:
-    return torch.zeros(()) if g is None else g.norm()
+    return torch.zeros(()) if g is None else _values(g).norm()
 
 
 def _global_norm(grads: Sequence[torch.Tensor | None], device: torch.device) -> torch.Tensor:
     """L2 norm of all gradients taken together (0 when the loss reaches none of the parameters)."""
-    squares = [(g * g).sum() for g in grads if g is not None]
+    squares = [(_values(g) ** 2).sum() for g in grads if g is not None]
     return torch.sqrt(torch.stack(squares).sum()) if squares else torch.zeros((), device=device)
 
 
@@ -66,9 +79,19 @@ def _accumulate(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | N
             p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
 
 
+def _dense(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+    """The dense gradients (sparse ones belong to row-wise tables, which sync themselves)."""
+    return [g for g in grads if g is not None and not g.is_sparse]
+
+
 def _weighted_sum(terms: list[tuple[torch.Tensor | float, torch.Tensor | None]]) -> torch.Tensor | None:
     present = [c * g for c, g in terms if g is not None]
-    return sum(present) if present else None
+    if not present:
+        return None
+    total = present[0]
+    for g in present[1:]:  # not sum(): 0 + a sparse tensor is not defined
+        total = total + g
+    return total
 
 
 class LossWeighting(nn.Module):
@@ -180,14 +203,17 @@ class GradNorm(LossWeighting):
         return (self.loss_weights.detach() * losses).sum()
 
     def backward(self, losses: torch.Tensor, loss: torch.Tensor, extra: torch.Tensor | float = 0.0) -> None:
-        detached = losses.detach()
+        detached = losses.detach().clone()
+        n = len(self.shared)
+        flat = [g for i in range(self.num_losses) for g in _grads(losses[i], self.shared)]
+        # Several processes: the losses and gradients of the combined batch (no-op in one process).
+        all_reduce_mean_([detached])
+        flat = averaged_over_ranks(flat)
+        per_task = [flat[i * n:(i + 1) * n] for i in range(self.num_losses)]
         if not bool(self.started):
             self.initial_losses.copy_(detached.clamp_min(1e-12))
             self.started.fill_(True)
-        norms = torch.stack([
-            _global_norm(_grads(losses[i], self.shared), losses.device)
-            for i in range(self.num_losses)
-        ])  # [k] ||dL_i/dW||
+        norms = torch.stack([_global_norm(grads, losses.device) for grads in per_task])  # [k] ||dL_i/dW||
         weights = self.loss_weights.detach()
         grad_norms = weights * norms  # G_i
         ratios = detached / self.initial_losses
@@ -195,7 +221,7 @@ class GradNorm(LossWeighting):
         targets = grad_norms.mean() * inverse_rates.pow(self.alpha)
         weight_grad = torch.sign(grad_norms - targets) * norms
 
-        loss.backward()  # network: d(sum w_i L_i + extra)/d theta with the current weights
+        loss.backward()  # network: d(sum w_i L_i + extra)/d theta with the current weights (DDP averages it)
         self.weight_optimizer.zero_grad(set_to_none=True)
         self.loss_weights.grad = weight_grad.to(self.loss_weights.dtype)
         self.weight_optimizer.step()
@@ -263,9 +289,19 @@ class MetaBalance(LossWeighting):
         params = self.shared + self.specific
         n_shared = len(self.shared)
         per_task = [_grads(losses[i], params) for i in range(self.num_losses)]
+        # Several processes: every task's gradient over the combined batch (no-op in one process).
+        # Nothing here runs backward through DDP, so DDP itself never reduces these gradients. Row-wise
+        # tables keep their local gradients (their optimizer averages them); their norms, which
+        # set the scales, come from the averaged gradients.
+        all_reduce_mean_(_dense([g for grads in per_task for g, p in zip(grads, params) if not is_rowwise(p)]))
+        rowwise = [(i, j) for i in range(self.num_losses) for j in range(n_shared)
+                   if is_rowwise(params[j]) and per_task[i][j] is not None]
+        norm_grads = [list(grads[:n_shared]) for grads in per_task]
+        for (i, j), g in zip(rowwise, averaged_over_ranks([per_task[i][j] for i, j in rowwise])):
+            norm_grads[i][j] = g
         with torch.no_grad():
-            norms = torch.stack([torch.stack([_norm(g).to(self.norm_avg.device) for g in grads[:n_shared]])
-                                 for grads in per_task], dim=1)
+            norms = torch.stack([torch.stack([_norm(g).to(self.norm_avg.device) for g in grads])
+                                 for grads in norm_grads], dim=1)
             self.norm_avg.mul_(self.beta).add_((1 - self.beta) * norms)  # [P, k]
             target = self.norm_avg[:, self.target_task : self.target_task + 1]  # [P, 1]
             scale = self.relax_factor * target / (self.norm_avg + self.eps) + (1 - self.relax_factor)  # [P, k]
@@ -277,7 +313,9 @@ class MetaBalance(LossWeighting):
                         for j in range(n_shared, len(params))]
         _accumulate(params, shared + specific)
         if isinstance(extra, torch.Tensor) and extra.requires_grad:
-            extra.backward(retain_graph=False)
+            # The penalty depends on the weights only (equal on every rank): no averaging needed.
+            # autograd.grad, not backward(), so DDP's reducer never sees a partial backward.
+            _accumulate(params, _grads(extra, params))
 
     def epoch_logs(self) -> dict[str, float]:
         return {f"metabalance_scale/{n}": float(s) for n, s in zip(self.names, self.last_scale.detach().cpu())}

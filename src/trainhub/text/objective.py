@@ -116,6 +116,18 @@ class MultiTaskObjective:
                 self._preds.setdefault(key, []).append(logits.numpy())
                 self._golds.setdefault(key, []).append(gold)
 
+    def sync_metrics(self, gather) -> None:
+        """Merge every rank's losses, predictions and labels (rank order) before ``compute_metrics``."""
+        parts = gather((self._loss, self._preds, self._golds))
+        self._reset_eval()
+        for loss, preds, golds in parts:
+            for name, sums in loss.items():
+                self._loss.setdefault(name, []).extend(sums)
+            for key, rows in preds.items():
+                self._preds.setdefault(key, []).extend(rows)
+            for key, rows in golds.items():
+                self._golds.setdefault(key, []).extend(rows)
+
     def compute_metrics(self) -> Dict[str, float]:
         p = self.prefix
         metrics: Dict[str, float] = {}

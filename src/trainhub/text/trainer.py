@@ -73,8 +73,13 @@ class Trainer:
         train_datasets / eval_datasets: ``{task_name: dataset}`` of encoded rows.
         test_datasets: optional, for ``evaluate(test=True)``.
 
+    Under ``torchrun`` the per-task loaders are sharded across ranks (training shards of equal
+    length, evaluation shards covering each row once), metrics cover every rank's rows and are
+    identical everywhere, and only rank 0 writes logs, configs and checkpoints.
+
     Attributes:
-        train_dataloaders / eval_dataloaders / test_dataloaders: ``{task_name: DataLoader}``.
+        train_dataloaders / eval_dataloaders / test_dataloaders: ``{task_name: DataLoader}``
+            (this rank's shards under torchrun).
         logger: the metric logger (None without ``training.logging``).
         fit_result: what the last ``train()`` returned.
     """
@@ -83,7 +88,8 @@ class Trainer:
                  eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
         self.config = config
         self.training = config.training
-        self.runtime = Runtime(device=self.training.resolved_device())
+        # Each batch trains one task's heads only: DDP must not wait for the other heads' gradients.
+        self.runtime = Runtime(device=self.training.resolved_device(), find_unused_parameters=True)
         self.device = self.runtime.device
         self.model = self.runtime.setup_model(model)
         self.tokenizer = tokenizer
@@ -140,15 +146,16 @@ class Trainer:
             if is_eval and self.training.eval_batch_size:
                 size = self.training.eval_batch_size
             generator = None if is_eval else torch.Generator().manual_seed(self.training.seed + self.task_map[name])
-            loaders[name] = DataLoader(dataset, batch_size=size, shuffle=not is_eval, generator=generator,
-                                       collate_fn=TaskCollator(task.type, self._pad_id(), pad_to))
+            loader = DataLoader(dataset, batch_size=size, shuffle=not is_eval, generator=generator,
+                                collate_fn=TaskCollator(task.type, self._pad_id(), pad_to))
+            loaders[name] = self.runtime.distribute_loader(loader, train=not is_eval)
         return loaders
 
     def _init_logger(self) -> None:
         """MLflow (``set_experiment`` + ``start_run``, embedded SQLite store in ``<output_dir>/logs``
         by default) and/or TensorBoard (``<output_dir>/logs/<experiment_name>``)."""
         settings = self.training.logging
-        if settings is None or not settings.services:
+        if settings is None or not settings.services or not self.runtime.is_main:
             return
         loggers = []
         log_dir = self.output_dir / "logs"
@@ -225,8 +232,9 @@ class Trainer:
             if tr.save_strategy != "no":
                 checkpointer = TextCheckpointer(self.output_dir, self.config, self.tokenizer,
                                                 save_last=tr.save_strategy in ("epoch", "steps"))
-        save_experiment_config(self.config, self.output_dir / "experiment_config.yaml")
-        save_label_maps(self.config, self.output_dir / "label_maps.json")
+        if self.runtime.is_main:
+            save_experiment_config(self.config, self.output_dir / "experiment_config.yaml")
+            save_label_maps(self.config, self.output_dir / "label_maps.json")
         self.fit_result = fit(
             self.model, self.objective, optimizer, train_loader, val_loader, config=fit_config, scheduler=scheduler,
             runtime=self.runtime, logger=_RenamedLogger(self.logger) if self.logger is not None else None,
@@ -256,10 +264,14 @@ class Trainer:
         return metrics
 
     def save_model(self, folder: Union[str, Path, None] = None) -> Path:
-        """Write the current weights as a reloadable folder (default ``<output_dir>/final_model``)."""
+        """Write the current weights as a reloadable folder (default ``<output_dir>/final_model``);
+        under torchrun only rank 0 writes (the weights are the same on every rank)."""
         from trainhub.text.checkpoint import save_model_folder
 
-        return save_model_folder(folder or self.output_dir / "final_model", self.model, self.config, self.tokenizer)
+        folder = Path(folder or self.output_dir / "final_model")
+        if not self.runtime.is_main:
+            return folder
+        return save_model_folder(folder, self.model, self.config, self.tokenizer)
 
     def close(self) -> None:
         """End the MLflow run / close the TensorBoard writer; safe to call twice or after an error."""

@@ -53,6 +53,10 @@ class RecTrainer:
             itself off when the optimizer has no row-wise form, for loss weightings that shape
             per-task gradients (GradNorm, MetaBalance), and under ``nn.DataParallel``. False gives
             exact dense updates of every table on every step.
+        find_unused_parameters: under torchrun, let DistributedDataParallel tolerate parameters
+            that a step does not use (slower; DDP's error names the parameters when needed).
+
+    Under ``torchrun`` the same script trains on every process: see ``docs/scaling-distributed.md``.
     """
 
     model_filename = "model.pth"
@@ -83,8 +87,9 @@ class RecTrainer:
         save_last: bool = True,
         precision: str = "32",
         sparse_embeddings: bool = True,
+        find_unused_parameters: bool = False,
     ):
-        self.runtime = Runtime(device=device, gpus=gpus, seed=seed)
+        self.runtime = Runtime(device=device, gpus=gpus, seed=seed, find_unused_parameters=find_unused_parameters)
         self.device = self.runtime.device
         self.optimizer_fn = optimizer_fn
         self.optimizer_params = dict(DEFAULT_OPTIMIZER_PARAMS if optimizer_params is None else optimizer_params)
@@ -129,7 +134,7 @@ class RecTrainer:
         if self.logger is None:
             names, log_dir, experiment = self._logger_spec
             if not self.runtime.is_main:
-                names = [n for n in names if not isinstance(n, str)]
+                names = []  # only rank 0 prints and writes logs (files, TensorBoard, MLflow, user loggers)
             self.logger = build_logger(names, save_dir=log_dir, experiment_name=experiment)
         return self.logger
 
@@ -141,13 +146,19 @@ class RecTrainer:
     def train_epoch_logs(self, data_loader: Iterable, log_interval: int = 10) -> dict[str, float]:
         """Train one epoch with the trainer's settings; return the mean loss and its named parts."""
         config = dataclasses.replace(self.config, max_epochs=1, log_every_n_steps=log_interval)
-        return train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
+        data_loader = self.runtime.distribute_loader(data_loader, train=True)
+        self.runtime.setup_optimizer(self.optimizer, self.model)
+        logs = train_epoch(self.model, self.task, self.optimizer, data_loader, runtime=self.runtime, config=config)
+        return self.runtime.mean_over_ranks(logs)
 
     def fit(self, train_dataloader: Iterable, val_dataloader: Iterable | None = None) -> FitResult:
         """Train for ``n_epoch`` epochs with early stopping on the validation metric.
 
         The best validation weights are kept in the model and saved to ``<model_path>/model.pth``
         (and ``best.safetensors``); without validation data the last epoch's weights are saved.
+
+        Under torchrun the loaders are sharded across ranks, validation metrics cover the whole
+        validation set on every rank, and only rank 0 writes files and logs.
         """
         if not self.config.resume:
             self.early_stopper.reset()  # a second fit() must not compare against the first one's best
@@ -162,6 +173,7 @@ class RecTrainer:
             )
             if self.runtime.is_main:
                 self.save_model()
+            self.runtime.barrier()  # model.pth exists for every rank once fit() returns
         finally:
             logger.close()
             self.logger = None
@@ -185,14 +197,28 @@ class RecTrainer:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, data_loader: Iterable) -> list:
-        """Predictions for every row of ``data_loader`` (which may yield ``(x, y)`` or ``x``)."""
+        """Predictions for every row of ``data_loader`` (which may yield ``(x, y)`` or ``x``).
+
+        Under torchrun each rank predicts its block of rows and every rank returns all rows, in
+        the loader's order."""
+        outputs = self._predict_rows(model, data_loader, self.task.predict_step)
+        return outputs.tolist() if outputs is not None else []
+
+    def _predict_rows(self, model: nn.Module, data_loader: Iterable, step) -> torch.Tensor | None:
+        """``step(model, batch)`` over this rank's rows, gathered from every rank in row order (CPU)."""
+        loader, sharded = self.runtime.shard(data_loader, train=False)
+        scoring = self.runtime.eval_model(model)
         was_training = model.training
-        model.eval()
+        scoring.eval()
         try:
-            outputs = [self.task.predict_step(model, self.runtime.to_device(batch)).cpu() for batch in data_loader]
+            outputs = [step(scoring, self.runtime.to_device(batch)).cpu() for batch in loader]
         finally:
             model.train(was_training)
-        return torch.cat(outputs).tolist() if outputs else []
+        local = torch.cat(outputs) if outputs else None
+        if self.runtime.is_distributed and sharded:
+            parts = [p for p in self.runtime.all_gather_object(local) if p is not None]
+            return torch.cat(parts) if parts else None
+        return local
 
     def hyperparams(self) -> dict[str, Any]:
         return {

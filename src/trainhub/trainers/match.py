@@ -101,26 +101,27 @@ class MatchTrainer(RecTrainer):
             model_path: folder holding ``model.pth`` saved by :meth:`fit` (or a path to the file);
                 its weights are loaded first. ``None`` keeps the model's current weights.
 
-        The model's previous ``mode`` and train/eval state are restored afterwards. Returned on CPU.
+        The model's previous ``mode`` and train/eval state are restored afterwards. Returned on CPU;
+        under torchrun every rank embeds its block of rows and returns all rows in order.
         """
         if mode not in _EMBEDDING_MODES:
             raise ValueError(f"mode must be 'user' or 'item', got {mode!r}")
         base = unwrap_model(model)
         if not hasattr(base, "mode"):
             raise TypeError(f"{type(base).__name__} has no 'mode' attribute; matching models switch towers with it")
-        if model_path is not None:
-            self._load_weights(base, Path(model_path))
-        previous_mode, was_training = base.mode, base.training
+        if model_path is not None:  # rank 0 reads the file, every rank gets its weights
+            if self.runtime.is_main:
+                self._load_weights(base, Path(model_path))
+            self.runtime.broadcast_module(base)
+        previous_mode = base.mode
         base.mode = mode
-        base.eval()
-        try:
-            outputs = [base(split_batch(self.runtime.to_device(batch))[0]).cpu() for batch in data_loader]
+        try:  # the towers are called on the bare model (no DataParallel/DDP forward)
+            outputs = self._predict_rows(base, data_loader, lambda m, batch: m(split_batch(batch)[0]))
         finally:
             base.mode = previous_mode
-            base.train(was_training)
-        if not outputs:
+        if outputs is None:
             raise ValueError("the data loader yielded no batches")
-        return torch.cat(outputs, dim=0)
+        return outputs
 
     def _load_weights(self, model: nn.Module, path: Path) -> None:
         file = path if path.is_file() else path / self.model_filename

@@ -117,7 +117,7 @@ class MTLTrainer(RecTrainer):
             val_score_{n-1}]`` per epoch (no scores without validation data). The full
             per-epoch dicts are in ``self.fit_result.history``.
         """
-        seed_everything(seed)
+        seed_everything(seed + self.runtime.rank)  # own dropout streams per rank; seed as given in one process
         self.model_filename = f"model_{mode}_{seed}.pth"
         result = super().fit(train_dataloader, val_dataloader)
         names = self.task.task_names
