@@ -51,9 +51,13 @@ def _to_state_dict(obj: Any) -> Any:
     return obj.state_dict() if hasattr(obj, "state_dict") else obj
 
 
-def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copy of a model's weights with any DataParallel/DDP ``module.`` wrapper removed."""
-    return {k: v.detach().cpu().clone() for k, v in unwrap_model(model).state_dict().items()}
+def plain_state_dict(model: nn.Module, copy: bool = True) -> dict[str, torch.Tensor]:
+    """CPU copy of a model's weights with any DataParallel/DDP ``module.`` wrapper removed.
+
+    ``copy=False`` skips the copy of tensors already on the CPU: enough for writing them out
+    right away, and it spares a model-sized transient allocation.
+    """
+    return {k: v.detach().to("cpu", copy=copy) for k, v in unwrap_model(model).state_dict().items()}
 
 
 def save_weights(path: str | os.PathLike, model_or_state: nn.Module | dict, metadata: dict | None = None) -> Path:
@@ -85,7 +89,7 @@ def save_state(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Atomically ``torch.save`` a dict, turning modules/optimizers/schedulers into state dicts."""
     state = {k: _to_state_dict(v) for k, v in payload.items() if v is not None}
     if isinstance(payload.get("model"), nn.Module):
-        state["model"] = plain_state_dict(payload["model"])
+        state["model"] = plain_state_dict(payload["model"], copy=False)
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
