@@ -255,6 +255,10 @@ class InBatchNegatives:
             k = total - 1
         if k == 0:
             return Candidates(positive, scores.new_zeros(batch, 0))
+        if k == total - 1:
+            # Every other item is a negative: take the whole row, with the row's own positive (and
+            # its duplicates) marked invalid, instead of sorting keys to pick all of them.
+            return Candidates(positive, scores, ~same)
         if self.hard and sample:
             keys = scores.detach().masked_fill(same, float("-inf"))
             idx = keys.topk(k, dim=1).indices
