@@ -54,23 +54,46 @@ def test_adagrad_and_sgd_rows_are_exactly_the_dense_rule(optimizer_fn, params):
         assert torch.allclose(p, q, atol=1e-6)
 
 
-def test_lazy_adam_matches_dense_adam_on_touched_rows_and_leaves_others_alone():
-    params = {"lr": 0.05}
-    first = [_batch(0, 0, 10)]
-    sparse, dense = _train(True, torch.optim.Adam, params, first), _train(False, torch.optim.Adam, params, first)
-    for p, q in zip(sparse.state_dict().values(), dense.state_dict().values()):
-        assert torch.allclose(p, q, atol=1e-6)  # one step from zero moments: identical everywhere
-    two = [_batch(0, 0, 10), _batch(1, 10, 20)]
-    sparse, dense = _train(True, torch.optim.Adam, params, two), _train(False, torch.optim.Adam, params, two)
+def _sparse_vs_dense_adam(steps: int, catch_up: bool, num_rows: int = 50, dim: int = 4):
     torch.manual_seed(0)
-    init = Tiny(True).embedding.tables["a"].weight
-    first_rows = torch.unique(two[0]["a"])
-    # Lazy rule: rows of the first batch do not move in step 2; dense Adam moves them by momentum.
-    after_one = _train(True, torch.optim.Adam, params, two[:1]).embedding.tables["a"].weight
-    assert torch.equal(sparse.embedding.tables["a"].weight[first_rows], after_one[first_rows])
-    assert not torch.allclose(dense.embedding.tables["a"].weight[first_rows], after_one[first_rows])
-    untouched = [r for r in range(20) if r not in set(two[0]["a"].tolist()) | set(two[1]["a"].tolist())]
-    assert torch.equal(sparse.embedding.tables["a"].weight[untouched], init[untouched])
+    w0 = torch.randn(num_rows, dim)
+    ours, ref = nn.Parameter(w0.clone()), nn.Parameter(w0.clone())
+    opt = RowWiseAdam([ours], lr=0.01, catch_up=catch_up)
+    ref_opt = torch.optim.Adam([ref], lr=0.01)
+    for _ in range(steps):
+        rows = torch.unique(torch.randint(0, num_rows, (8,)))
+        g = torch.randn(len(rows), dim)
+        ours.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), g, (num_rows, dim), check_invariants=True)
+        ref.grad = torch.zeros(num_rows, dim).index_copy_(0, rows, g)
+        opt.step()
+        ref_opt.step()
+    opt.flush()
+    return w0, ours, ref
+
+
+def test_row_wise_adam_with_catch_up_follows_dense_adam():
+    w0, ours, ref = _sparse_vs_dense_adam(300, catch_up=True)
+    assert (ref - w0).abs().mean() > 0.05  # the rows really moved
+    assert torch.allclose(ours, ref, atol=2e-5)
+
+
+def test_lazy_adam_leaves_untouched_rows_alone():
+    w0, ours, ref = _sparse_vs_dense_adam(3, catch_up=False, num_rows=400)
+    assert (ours == w0).all(dim=1).sum() > 300  # never touched: never moved
+    # Rows touched once keep drifting under dense Adam's momentum, not under the lazy rule.
+    assert not torch.allclose(ours, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("last", [3, 700, 5_000, 50_000])
+@pytest.mark.parametrize("missed", [1, 4, 60, 3_000])
+def test_catch_up_factor_equals_the_series_it_sums(last, missed):
+    from trainhub.optim.rowwise import _catch_up_factor
+
+    b1, b2 = 0.9, 0.999
+    series = sum((b1 / b2**0.5) ** i * (1 - b2 ** (last + i)) ** 0.5 / (1 - b1 ** (last + i))
+                 for i in range(1, missed + 1))
+    got = _catch_up_factor(torch.tensor([last]), torch.tensor([missed]), b1, b2)
+    assert got.item() == pytest.approx(series, rel=2e-4)
 
 
 def test_row_wise_adam_on_a_dense_gradient_is_torch_adam():

@@ -136,6 +136,14 @@ class _Precision:
         return torch.autocast(self.device_type, dtype=self.dtype)
 
 
+def settle(optimizer: Any) -> None:
+    """Let an optimizer that defers work for untouched rows (trainhub's row-wise optimizers have
+    ``flush()``) bring the weights up to date before anyone reads them."""
+    flush = getattr(optimizer, "flush", None)
+    if callable(flush):
+        flush()
+
+
 def _check_finite(value: float, where: str) -> None:
     if not math.isfinite(value):
         raise FloatingPointError(f"training loss became {value} {where}; "
@@ -224,6 +232,8 @@ def train_epoch(
             state.global_step += 1
             if scheduler is not None and config.scheduler_interval == "step" and not _is_plateau(scheduler):
                 scheduler.step()
+            if after_step is not None:
+                settle(optimizer)  # the callback may validate or save
             stop_now = after_step is not None and after_step()
         else:
             stop_now = False
@@ -247,6 +257,7 @@ def train_epoch(
     bar.close()
     if seen == 0:
         raise ValueError("the training data loader yielded no batches")
+    settle(optimizer)
     logs = {k: float(v) / seen for k, v in totals.items()}
     _check_finite(logs["loss"], f"in epoch {state.epoch}")
     return logs

@@ -108,6 +108,11 @@ class HybridOptimizer(torch.optim.Optimizer):
             o.step()
         return loss
 
+    def flush(self) -> None:
+        """Settle the row-wise optimizer's deferred updates (see :meth:`RowWiseAdam.flush`)."""
+        if self.rowwise is not None:
+            self.rowwise.flush()
+
     def state_dict(self) -> dict[str, Any]:
         return {"dense": self.dense.state_dict() if self.dense is not None else None,
                 "rowwise": self.rowwise.state_dict() if self.rowwise is not None else None}

@@ -104,7 +104,14 @@ def _put(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> Non
 
 
 class RowWiseOptimizer(torch.optim.Optimizer):
-    """Base: fetch each parameter's row gradient and hand it to :meth:`update_rows`."""
+    """Base: fetch each parameter's row gradient and hand it to :meth:`update_rows`.
+
+    :meth:`flush` settles any work deferred for rows the recent batches did not touch; the
+    training loop calls it before it reads the weights (validation, checkpoints, the end).
+    """
+
+    def flush(self) -> None:
+        """Nothing is deferred by default."""
 
     def update_rows(self, p: torch.Tensor, rows: torch.Tensor | None, grad: torch.Tensor, group: dict,
                     state: dict) -> None:
@@ -127,30 +134,111 @@ class RowWiseOptimizer(torch.optim.Optimizer):
         return loss
 
 
+_TABLE_STEPS, _TABLE_TERMS = 4096, 160  # r^160 < 1e-7: later terms of the series do not count
+_catch_up_tables: dict[tuple[float, float, str], torch.Tensor] = {}
+
+
+def _catch_up_table(beta1: float, beta2: float, device: torch.device) -> torch.Tensor:
+    """``T[s, m] = sum_{i=1..m} r^i c(s + i)`` for ``s < 4096``, ``m <= 160`` (float64)."""
+    key = (beta1, beta2, str(device))
+    if key not in _catch_up_tables:
+        r = beta1 / math.sqrt(beta2)
+        j = torch.arange(1, _TABLE_STEPS + _TABLE_TERMS + 1, dtype=torch.float64)
+        c = torch.sqrt(1 - beta2**j) / (1 - beta1**j)  # c[j - 1] = c(j)
+        i = torch.arange(1, _TABLE_TERMS + 1, dtype=torch.float64)
+        terms = r**i * c[torch.arange(_TABLE_STEPS).unsqueeze(1) + i.long() - 1]  # [S, M]: r^i c(s + i)
+        table = torch.cat([torch.zeros(_TABLE_STEPS, 1, dtype=torch.float64), terms.cumsum(1)], dim=1)
+        _catch_up_tables[key] = table.to(device)
+    return _catch_up_tables[key]
+
+
+def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
+    """``S = sum_{i=1..k} r^i c(s + i)`` per row: how many "unit" Adam steps a row owes for
+    ``k = missed`` steps without gradient since step ``s = last``.
+
+    With no gradient, dense Adam keeps moving a row by ``lr * m_j / bc1_j / sqrt(v_j / bc2_j)``
+    with ``m_j = b1^i m``, ``v_j = b2^i v``: a geometric series in ``r = b1 / sqrt(b2)`` times the
+    bias-correction factor ``c(j) = sqrt(1 - b2^j) / (1 - b1^j)``. Early in training ``c`` changes
+    fast, so sums are read from a table; later it is nearly constant over the ~``1 / (1 - r)``
+    steps that carry the series' weight and is taken at the series' mean index.
+    """
+    r = beta1 / math.sqrt(beta2)
+    table = _catch_up_table(beta1, beta2, last.device)
+    early = last < _TABLE_STEPS
+    terms = missed.clamp(0, _TABLE_TERMS)
+    from_table = table[last.clamp(max=_TABLE_STEPS - 1), terms]
+    k = missed.to(torch.float64)
+    mean_index = min(r / (1 - r), 1e9)
+    j = last.to(torch.float64) + torch.minimum(k, torch.full_like(k, mean_index)).clamp_min(1.0)
+    c = torch.sqrt(1 - beta2**j) / (1 - beta1**j)
+    closed = c * r * (1 - r**k) / (1 - r)
+    return torch.where(early, from_table, closed).to(torch.float32)
+
+
+def _steps_as_ints(state: dict) -> None:
+    # Optimizer.load_state_dict casts state tensors to the parameter's dtype; step numbers are ints.
+    if state["last"].dtype != torch.int64:
+        state["last"] = state["last"].round().long()
+
+
 class RowWiseAdam(RowWiseOptimizer):
-    """Lazy Adam over the rows a batch touched; ``decoupled_weight_decay=True`` gives AdamW."""
+    """Adam over the rows a batch touched; ``decoupled_weight_decay=True`` gives AdamW.
+
+    A row that a batch does not touch has a zero gradient, and dense Adam still moves it: its
+    momentum decays step by step and keeps pushing it. With ``catch_up=True`` (the default) that
+    motion is applied in closed form the next time the row is touched, and for every row at
+    :meth:`flush` (the training loop flushes before it validates or saves), so the weights follow
+    dense Adam's up to ``eps`` and to the weight decay an untouched row would have received.
+    ``catch_up=False`` is TensorFlow's LazyAdam: untouched rows stand still.
+    """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False):
+                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+                 catch_up: bool = True):
         if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"invalid RowWiseAdam settings: lr={lr}, betas={betas}, eps={eps}, "
                              f"weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+                                      decoupled_weight_decay=decoupled_weight_decay, catch_up=catch_up))
+
+    @staticmethod
+    def _apply_missed(p, rows, moments, last, step, group) -> None:
+        """Advance ``moments`` (of ``rows``, or all rows when None) from their last step to
+        ``step``, moving the weights as dense Adam would have with zero gradients."""
+        beta1, beta2 = group["betas"]
+        missed = step - 1 - last  # steps with no gradient in between
+        owed = missed > 0
+        if not bool(owed.any()):
+            return
+        exp_avg, exp_avg_sq = moments.unbind(1)
+        factor = _catch_up_factor(last, missed, beta1, beta2).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+        move = exp_avg / exp_avg_sq.sqrt().add_(group["eps"]) * factor.mul_(group["lr"])
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        exp_avg.mul_(torch.pow(beta1, missed.to(p.dtype)).view(shape))
+        exp_avg_sq.mul_(torch.pow(beta2, missed.to(p.dtype)).view(shape))
+        if rows is None:
+            p.sub_(move)
+        else:
+            p.index_add_(0, rows, move, alpha=-1.0)
 
     def update_rows(self, p, rows, grad, group, state):
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float64)
             # Both moments of a row side by side: one gather and one scatter per step.
             state["moments"] = torch.zeros(p.shape[0], 2, *p.shape[1:], dtype=p.dtype, device=p.device)
+            state["last"] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)
         state["step"] += 1
         step = float(state["step"])
         beta1, beta2 = group["betas"]
         lr, wd, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
+        moments = _take(state["moments"], rows)  # [U, 2, D]
+        _steps_as_ints(state)
+        if group["catch_up"]:
+            self._apply_missed(p, rows, moments, _take(state["last"], rows), int(step), group)
+            _put(state["last"], rows, torch.full_like(_take(state["last"], rows), int(step)))
         weights = _take(p, rows) if wd else None  # [U, D]
         if wd and not decoupled:
             grad = grad.add(weights, alpha=wd)
-        moments = _take(state["moments"], rows)  # [U, 2, D]
         exp_avg, exp_avg_sq = moments.unbind(1)
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -166,6 +254,22 @@ class RowWiseAdam(RowWiseOptimizer):
             p.sub_(update, alpha=scale)
         else:
             p.index_add_(0, rows, update, alpha=-scale)
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Bring every row up to the current step (see the class docstring); cheap to repeat."""
+        for group in self.param_groups:
+            if not group["catch_up"]:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state:
+                    continue
+                step = int(state["step"])
+                _steps_as_ints(state)
+                # As if a step step+1 came with no gradient for any row: rows owe steps last+1..step.
+                self._apply_missed(p, None, state["moments"], state["last"], step + 1, group)
+                state["last"].fill_(step)
 
 
 class RowWiseAdagrad(RowWiseOptimizer):
