@@ -192,6 +192,8 @@ class RowWiseAdam(RowWiseOptimizer):
     ``catch_up=False`` is TensorFlow's LazyAdam: untouched rows stand still.
     """
 
+    flush_rows = 65536  # rows caught up at a time by flush()
+
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
                  catch_up: bool = True):
@@ -268,7 +270,10 @@ class RowWiseAdam(RowWiseOptimizer):
                 step = int(state["step"])
                 _steps_as_ints(state)
                 # As if a step step+1 came with no gradient for any row: rows owe steps last+1..step.
-                self._apply_missed(p, None, state["moments"], state["last"], step + 1, group)
+                # In slices of rows, so the temporaries stay small next to the table.
+                for start in range(0, p.shape[0], self.flush_rows):
+                    rows = slice(start, start + self.flush_rows)
+                    self._apply_missed(p[rows], None, state["moments"][rows], state["last"][rows], step + 1, group)
                 state["last"].fill_(step)
 
 
