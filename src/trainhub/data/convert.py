@@ -62,9 +62,12 @@ class _Columns:
         def fail(col: str, need: str) -> None:
             raise TypeError(f"column {col!r} in file {path!r} has type {schema.field(col).type}; {need}")
 
+        def is_text(t: Any) -> bool:
+            return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view",
+                                                                                    lambda _: False)(t)
+
         def is_id(t: Any) -> bool:
-            return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or (
-                pa.types.is_dictionary(t) and is_id(t.value_type))
+            return pa.types.is_integer(t) or is_text(t) or (pa.types.is_dictionary(t) and is_id(t.value_type))
 
         for col in self.sparse:
             if not is_id(schema.field(col).type):
@@ -72,7 +75,7 @@ class _Columns:
         for col in self.sequence:
             t = schema.field(col).type
             is_list = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-            if not (is_list and is_id(t.value_type)) and not pa.types.is_string(t):
+            if not (is_list and is_id(t.value_type)) and not is_text(t):
                 fail(col, "a sequence must be a list of integers/strings, or a string of separated values")
         for col in self.dense + self.label:
             t = schema.field(col).type
