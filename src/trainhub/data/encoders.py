@@ -89,6 +89,7 @@ class CategoricalEncoder:
         self._counts: dict[str, pd.Series] = {}
         self._seen_len: dict[str, int] = {}
         self._stale = False
+        self._lookups: dict[str, tuple[pd.Index, np.ndarray]] = {}
 
     # -- fitting ------------------------------------------------------------------------------
     @property
@@ -135,11 +136,12 @@ class CategoricalEncoder:
                 kept = sorted(counts[counts >= self.min_freq].index)
                 self._vocab[col] = {value: i + _FIRST_ID for i, value in enumerate(kept)}
             self._stale = False
+            self._lookups = {}
         return self._vocab
 
     @vocab.setter
     def vocab(self, value: dict[str, dict[str, int]]) -> None:
-        self._vocab, self._counts, self._stale = value, {}, False
+        self._vocab, self._counts, self._stale, self._lookups = value, {}, False, {}
 
     @property
     def fitted(self) -> bool:
@@ -174,7 +176,13 @@ class CategoricalEncoder:
             hashed = pd.util.hash_array(values.fillna("").to_numpy(dtype=object))
             codes = (hashed % np.uint64(self.hash_buckets[source])).astype(np.int64) + _FIRST_ID
         else:
-            codes = values.map(self.vocab[source]).fillna(OOV_ID).to_numpy().astype(np.int64)
+            if source not in self._lookups or self._stale:
+                vocab = self.vocab[source]  # an Index looks a chunk up without rebuilding a dict each time
+                self._lookups[source] = (pd.Index(list(vocab), dtype=object),
+                                         np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab)))
+            index, ids = self._lookups[source]
+            pos = index.get_indexer(values.to_numpy(dtype=object))
+            codes = np.where(pos >= 0, ids[pos], OOV_ID) if len(ids) else np.full(len(values), OOV_ID, np.int64)
         codes[missing] = MISSING_ID
         return codes
 
