@@ -299,6 +299,20 @@ def test_encode_to_parquet_matches_the_in_memory_encoder(tmp_path, source):
     assert loaded.vocab == enc.vocab and loaded.sequence_lengths == {"hist": 6}
 
 
+def test_encode_to_parquet_with_hashing(tmp_path):
+    df = raw_frame()
+    df.to_csv(tmp_path / "raw.csv", index=False)
+    enc = encode_to_parquet(tmp_path / "raw.csv", tmp_path / "out", sparse=["user", "item"], sequence={"hist": "item"},
+                            sep="|", hash_buckets={"item": 5}, label="label", chunk_rows=128)
+    assert enc.vocab_sizes["item"] == enc.vocab_sizes["hist"] == 7 and "item" not in enc.vocab
+    reference = CategoricalEncoder(["user", "item"], sequences={"hist": "item"}, sep="|", hash_buckets={"item": 5})
+    x, _ = expected_encoding(df, reference.fit(df))
+    got = next(iter(ParquetIterableDataset(tmp_path / "out", batch_size=500, label_columns="label")))[0]
+    assert torch.equal(got["item"], torch.from_numpy(np.array(x["item"])))
+    assert torch.equal(got["hist"], torch.from_numpy(np.array(x["hist"])))
+    assert int(got["hist"].max()) < 7 and set(got["item"].tolist()) <= set(range(7))
+
+
 def test_encode_with_a_given_encoder_and_failures_keep_the_previous_output(tmp_path):
     df = raw_frame()
     df.to_csv(tmp_path / "train.csv", index=False)
