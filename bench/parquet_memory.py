@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--shuffle-buffer", type=int, default=65_536)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--rewrite", action="store_true")
+    parser.add_argument("--read-only", action="store_true",
+                        help="stream the epoch's batches without a model: the reader's own memory and speed")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -104,6 +106,17 @@ def main() -> None:
     train = ParquetIterableDataset(data, batch_size=args.batch_size, label_columns="label", features=sparse + dense,
                                    shuffle=True, shuffle_buffer=args.shuffle_buffer, seed=0)
     loader = ParquetLoader(train, num_workers=args.num_workers) if args.num_workers else train
+    report = {"lib": "trainhub", "source": "parquet", "rows": args.rows, "batch_size": args.batch_size,
+              "num_workers": args.num_workers, "shuffle_buffer": args.shuffle_buffer,
+              "write_s": None if write_s is None else round(write_s, 1)}
+    if args.read_only:
+        t0 = time.perf_counter()
+        seen = sum(len(y) for _, y in loader)
+        read_s = time.perf_counter() - t0
+        print(json.dumps({**report, "mode": "read_only", "rows_read": seen, "read_s": round(read_s, 1),
+                          "read_rows_per_s": round(seen / read_s), "rss_after_write_mb": rss_after_write,
+                          "peak_rss_mb": peak_rss_mb()}))
+        return
     model = DeepFM(deep_features=dense + sparse, fm_features=sparse,
                    mlp_params={"dims": [256, 128], "dropout": 0.2, "activation": "relu"})
     trainer = CTRTrainer(model, n_epoch=1, model_path=args.out, progress=False, save_last=False)
@@ -111,9 +124,7 @@ def main() -> None:
     trainer.fit(loader)
     fit_s = time.perf_counter() - t0
     print(json.dumps({
-        "lib": "trainhub", "source": "parquet", "rows": args.rows, "batch_size": args.batch_size,
-        "num_workers": args.num_workers, "shuffle_buffer": args.shuffle_buffer,
-        "write_s": None if write_s is None else round(write_s, 1), "fit_s": round(fit_s, 1),
+        **report, "mode": "train", "fit_s": round(fit_s, 1),
         "train_rows_per_s": round(train.num_rows / fit_s),
         "train_loss": round(float(trainer.fit_result.history[-1]["train/loss"]), 4),
         "rss_after_write_mb": rss_after_write, "peak_rss_mb": peak_rss_mb(),
