@@ -136,6 +136,22 @@ def test_ranks_and_workers_read_disjoint_parts(tmp_path, monkeypatch, shuffle):
     assert all(a == b for a, b in lengths)
 
 
+def test_workers_use_the_rank_seen_by_their_parent(tmp_path, monkeypatch):
+    """A DataLoader worker may not see its parent's process group: it keeps the parent's rank."""
+    import trainhub.data.parquet as parquet_module
+
+    folder = write_parquet(tmp_path / "d", table_rows(300), num_files=1)
+    ds = ParquetIterableDataset(folder, batch_size=50, shuffle=True)
+    monkeypatch.setattr(parquet_module, "rank_and_world_size", lambda: (1, 3))
+    ds.set_epoch(0)  # in the main process, where the group is visible
+    expected = torch.cat([b["a"] for b in ds])
+    assert len(expected) == 100
+    monkeypatch.setattr(parquet_module, "rank_and_world_size", lambda: (0, 1))  # what a worker would see
+    monkeypatch.setattr(parquet_module, "get_worker_info", lambda: type("Info", (), {"id": 0, "num_workers": 1}))
+    ds.set_epoch(0)
+    assert torch.equal(torch.cat([b["a"] for b in ds]), expected) and len(ds) == 2
+
+
 def test_drop_last(tmp_path):
     folder = write_parquet(tmp_path / "d", table_rows(100), num_files=1)
     ds = ParquetIterableDataset(folder, batch_size=32, drop_last=True)

@@ -140,6 +140,7 @@ class ParquetIterableDataset(IterableDataset):
         self.even_ranks = self.shuffle if even_ranks is None else bool(even_ranks)
         self.int_dtype = int_dtype
         self.epoch = 0
+        self._placement = rank_and_world_size()
         self._single_label = isinstance(label_columns, str)
         self.label_columns = [label_columns] if isinstance(label_columns, str) else list(label_columns or [])
 
@@ -188,6 +189,17 @@ class ParquetIterableDataset(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Choose the shuffle order of the next pass (the training loop calls this every epoch)."""
         self.epoch = int(epoch)
+        self.rank_and_world_size()
+
+    def rank_and_world_size(self) -> tuple[int, int]:
+        """This process's ``(rank, world_size)``, looked up in the main process and remembered.
+
+        DataLoader workers use the value their copy of the dataset was made with: a worker
+        process does not necessarily see the process group of its parent.
+        """
+        if get_worker_info() is None:
+            self._placement = rank_and_world_size()
+        return self._placement
 
     @property
     def sampler(self) -> "ParquetIterableDataset":
@@ -210,7 +222,7 @@ class ParquetIterableDataset(IterableDataset):
 
     def __len__(self) -> int:
         """Batches this process yields in one pass (over all of its DataLoader workers)."""
-        start, stop = self.rank_range(*rank_and_world_size())
+        start, stop = self.rank_range(*self.rank_and_world_size())
         return self._num_batches(stop - start)
 
     def _group_order(self, epoch: int) -> np.ndarray:
@@ -231,12 +243,12 @@ class ParquetIterableDataset(IterableDataset):
     # -- reading ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         epoch = self.epoch
+        rank, world_size = self.rank_and_world_size()  # before the generator starts: eager
         if get_worker_info() is None:
             self.epoch += 1  # without set_epoch, successive passes still differ (workers get a copy)
-        return self._iter_epoch(epoch)
+        return self._iter_epoch(epoch, rank, world_size)
 
-    def _iter_epoch(self, epoch: int) -> Iterator[Any]:
-        rank, world_size = rank_and_world_size()
+    def _iter_epoch(self, epoch: int, rank: int, world_size: int) -> Iterator[Any]:
         info = get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
         start, stop = self.rank_range(rank, world_size)
@@ -337,6 +349,7 @@ class ParquetLoader:
     def __iter__(self) -> Iterator[Any]:
         if self.num_workers == 0:
             return iter(self._loader)  # the dataset advances its own epoch
-        it = iter(self._loader)  # workers start now, with a copy of the current epoch
+        self.dataset.rank_and_world_size()  # workers copy the rank seen here
+        it = iter(self._loader)  # workers start now, with a copy of the current epoch and rank
         self.dataset.epoch += 1
         return it
