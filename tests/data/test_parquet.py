@@ -74,6 +74,9 @@ def test_batches_equal_the_in_memory_batches_in_file_order(tmp_path):
     assert torch.allclose(several[:, 1], torch.from_numpy(cols["y2"][:8]))
     bare = next(iter(ParquetIterableDataset([folder], columns=["a", "seq"], batch_size=8, int_dtype=torch.int32)))
     assert isinstance(bare, dict) and set(bare) == {"a", "seq"} and bare["a"].dtype == torch.int32
+    # Windows smaller than row groups: a row group is read forward across windows.
+    small = ParquetIterableDataset(folder, batch_size=16, shuffle_buffer=20, label_columns="y1")
+    assert torch.equal(all_rows(small), torch.arange(400)) and len(small) == 25
     glob_ds = ParquetIterableDataset(str(tmp_path / "d" / "part-[12].parquet"), batch_size=1000)
     assert glob_ds.num_rows == 400 - 133 and len(glob_ds) == 1
 

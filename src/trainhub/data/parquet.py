@@ -256,42 +256,42 @@ class ParquetIterableDataset(IterableDataset):
         stop = min(stop, start + usable)
         order = self._group_order(epoch)
         ends = np.cumsum([self.row_groups[g][2] for g in order])
-        cache: dict[int, Any] = {}
+        cursors: dict[int, _GroupCursor] = {}
         num_windows = -(-(stop - start) // self.window_rows)
         for w in range(worker, num_windows, num_workers):
             lo = start + w * self.window_rows
             hi = min(lo + self.window_rows, stop)
-            tensors = self._read_window(self._pieces(order, ends, lo, hi), cache)
+            tensors = self._read_window(self._pieces(order, ends, lo, hi), cursors)
             if self.shuffle:
                 perm = torch.from_numpy(np.random.default_rng([self.seed, epoch, lo]).permutation(hi - lo))
                 tensors = {k: v.index_select(0, perm) for k, v in tensors.items()}
             for s in range(0, hi - lo, self.batch_size):
                 yield self._make_batch({k: v[s:s + self.batch_size] for k, v in tensors.items()})
 
-    def _read_group(self, group: int, cache: dict[int, Any]):
-        """One row group's selected columns; the last one read is kept (windows may share it)."""
-        if group not in cache:
-            pa = import_pyarrow()
-            fi, gi, _ = self.row_groups[group]
-            cache.clear()
-            try:
-                cache[group] = _fragment(self.files[fi], [gi]).to_table(
-                    columns=self.x_columns + self.label_columns, use_threads=False)
-            except (pa.ArrowException, OSError) as e:
-                raise ValueError(f"cannot read row group {gi} of Parquet file {self.files[fi]!r}: {e}") from None
-        return cache[group]
-
-    def _read_window(self, pieces: Iterator[tuple[int, int, int]], cache: dict[int, Any]) -> dict[str, torch.Tensor]:
+    def _read_rows(self, group: int, first: int, end: int, cursors: dict[int, "_GroupCursor"]) -> Any:
+        """Rows ``[first, end)`` of one row group as a table; the cursor of the last group read is
+        kept, so consecutive windows continue where the previous one stopped."""
         pa = import_pyarrow()
-        tables = []
-        for group, first, end in pieces:
-            table = self._read_group(group, cache).slice(first, end - first)
-            for col in table.column_names:
-                if table.column(col).null_count:
-                    path = self.files[self.row_groups[group][0]]
-                    raise ValueError(f"column {col!r} in file {path!r} has null values; fill them or encode the "
-                                     "data with trainhub.data.encode_to_parquet (missing ids become 0)")
-            tables.append(table)
+        fi, gi, _ = self.row_groups[group]
+        path = self.files[fi]
+        cursor = cursors.get(group)
+        try:
+            if cursor is None or cursor.start > first:
+                cursors.clear()
+                cursor = cursors[group] = _GroupCursor(path, gi, self.x_columns + self.label_columns,
+                                                       min(self.window_rows, 65_536))
+            table = pa.Table.from_batches(cursor.read(first, end))
+        except (pa.ArrowException, OSError, StopIteration) as e:
+            raise ValueError(f"cannot read row group {gi} of Parquet file {path!r}: {e!r}") from None
+        for col in table.column_names:
+            if table.column(col).null_count:
+                raise ValueError(f"column {col!r} in file {path!r} has null values; fill them or encode the "
+                                 "data with trainhub.data.encode_to_parquet (missing ids become 0)")
+        return table
+
+    def _read_window(self, pieces: Iterator[tuple[int, int, int]], cursors: dict[int, Any]) -> dict[str, torch.Tensor]:
+        pa = import_pyarrow()
+        tables = [self._read_rows(group, first, end, cursors) for group, first, end in pieces]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
         out = {}
         for col in table.column_names:
@@ -309,6 +309,35 @@ class ParquetIterableDataset(IterableDataset):
             labels = [t.float() for t in labels]
         y = labels[0] if self._single_label else torch.stack(labels, dim=1)  # [B] or [B, n]
         return x, y
+
+
+class _GroupCursor:
+    """Reads one row group forward in record batches: a big row group is never decoded whole
+    (``pyarrow.parquet`` streams within a row group; a ``pyarrow.dataset`` fragment does not)."""
+
+    def __init__(self, path: str, row_group: int, columns: list[str], batch_rows: int):
+        import pyarrow.parquet as pq
+
+        self._file = pq.ParquetFile(path)
+        self._batches = self._file.iter_batches(batch_size=batch_rows, row_groups=[row_group], columns=columns,
+                                                use_threads=False)
+        self.start = 0  # row (within the group) of the first row of ``self._head``
+        self._head: Any = None
+
+    def read(self, first: int, end: int) -> list[Any]:
+        """Record batches holding rows ``[first, end)``; ``first`` must not be before ``start``."""
+        out = []
+        while first < end:
+            if self._head is None:
+                self._head = next(self._batches)
+            head_end = self.start + self._head.num_rows
+            if head_end <= first:  # rows before this window: skip them
+                self.start, self._head = head_end, None
+                continue
+            stop = min(end, head_end)
+            out.append(self._head.slice(first - self.start, stop - first))
+            first = stop
+        return out
 
 
 class ParquetLoader:
