@@ -11,8 +11,9 @@ The rows of all files, in file order, form one stream. Each pass:
    every row exactly once; their sizes differ by at most one row.
 3. A rank's range is cut into windows of ``shuffle_buffer`` rows (rounded up to whole batches);
    DataLoader workers take turns on the windows, so every row is read by one worker only.
-4. A window is read row group by row group (never a whole file), shuffled as a whole when
-   ``shuffle``, and cut into batches. Only the rank's last batch can be short (``drop_last``
+4. A window is read row group by row group, each forward in record batches (never a whole file
+   nor a whole row group decoded at once), shuffled as a whole when ``shuffle``, and cut into
+   batches. Only the rank's last batch can be short (``drop_last``
    drops it). The number of batches is known from the Parquet metadata alone (``len()``) and
    does not depend on the number of workers.
 """
