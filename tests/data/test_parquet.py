@@ -68,6 +68,9 @@ def test_batches_equal_the_in_memory_batches_in_file_order(tmp_path):
             assert xg[k].dtype == xe[k].dtype and torch.equal(xg[k], xe[k]), k
         assert yg.dtype == ye.dtype == torch.int64 and torch.equal(yg, ye)
     assert got[0][0]["f"].dtype == torch.float32 and got[0][0]["seq"].shape == (64, 4)
+    # Torch-RecHub's usage: a DataLoader with batch_size=None passes the batches through.
+    plain = list(torch.utils.data.DataLoader(ds, batch_size=None))
+    assert len(plain) == 7 and all(torch.equal(a[0]["a"], b[0]["a"]) for a, b in zip(plain, got))
 
     several = next(iter(ParquetIterableDataset(folder, batch_size=8, label_columns=["y1", "y2"])))[1]
     assert several.shape == (8, 2) and several.dtype == torch.float32
