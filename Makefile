@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench quality lint clean
+.PHONY: install demo test bench bench-memory quality lint clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Peak RSS of one DeepFM epoch streamed from 1M Parquet rows (writes the data first; a few minutes).
+bench-memory: $(STAMP)
+	$(PY) bench/parquet_memory.py --rows 1000000
 
 # Model-quality checks on ../shared/data (each skips with a message when the data is absent; ~15 min).
 quality: $(STAMP)
