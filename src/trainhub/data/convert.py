@@ -21,13 +21,15 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from trainhub.data.encoders import CategoricalEncoder
 from trainhub.data.files import PathLike, import_pyarrow, resolve_files
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
+    import pandas as pd
 
 __all__ = ["encode_to_parquet"]
 
@@ -91,6 +93,7 @@ class _Columns:
 def _read_chunks(files: Sequence[str], cols: _Columns, chunk_rows: int, csv_options: Mapping[str, Any]
                  ) -> Iterator[tuple[str, int, pd.DataFrame]]:
     """``(file, first row, DataFrame)`` chunks of at most ``chunk_rows`` rows, file after file."""
+    import pandas as pd
     pa = import_pyarrow()
     import pyarrow.parquet as pq
 
@@ -113,6 +116,8 @@ def _read_chunks(files: Sequence[str], cols: _Columns, chunk_rows: int, csv_opti
 
 
 def _numbers(chunk: pd.DataFrame, col: str, path: str, first: int) -> pd.Series:
+    import pandas as pd
+
     values = chunk[col]
     if values.dtype.kind not in "iufb":
         numbers = pd.to_numeric(values, errors="coerce")

@@ -16,12 +16,14 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
 from trainhub.engine.checkpoint import write_text_atomic
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
+    import pandas as pd
 
 __all__ = ["CategoricalEncoder", "MISSING_ID", "OOV_ID"]
 
@@ -121,6 +123,8 @@ class CategoricalEncoder:
             self._seen_len[seq] = max(self._seen_len.get(seq, 0), int(lengths.max(initial=0)))
             if source in chunks:
                 chunks[source].append(items.dropna())
+        import pandas as pd
+
         for col, parts in chunks.items():
             counts = pd.concat(parts).value_counts() if parts else pd.Series(dtype=np.int64)
             previous = self._counts.get(col)
@@ -163,6 +167,8 @@ class CategoricalEncoder:
     # -- encoding -----------------------------------------------------------------------------
     def _items(self, series: pd.Series) -> tuple[pd.Series, np.ndarray]:
         """Every item of a sequence column as strings (row-major) and each row's length."""
+        import pandas as pd
+
         cells = [[] if _is_missing(c) else c.split(self.sep) if isinstance(c, str) else c for c in series]
         cells = [[] if isinstance(c, list) and c == [""] else c for c in cells]  # "" is an empty sequence
         lengths = np.fromiter((len(c) for c in cells), dtype=np.int64, count=len(cells))
@@ -171,6 +177,8 @@ class CategoricalEncoder:
 
     def _codes(self, values: pd.Series, source: str) -> np.ndarray:
         """Ids of string values (NaN -> MISSING_ID) with ``source``'s vocabulary or hash."""
+        import pandas as pd
+
         missing = values.isna().to_numpy()
         if source in self.hash_buckets:
             hashed = pd.util.hash_array(values.fillna("").to_numpy(dtype=object))

@@ -9,10 +9,12 @@ input frame is not modified; sampling and shuffling are seeded.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
+    import pandas as pd
 
 __all__ = ["generate_seq_feature"]
 
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 def _encode(column: pd.Series, name: str) -> np.ndarray:
     """Sorted label encoding shifted by one, so 0 stays free for padding."""
+    import pandas as pd
+
     codes, _ = pd.factorize(column, sort=True)
     if (codes < 0).any():
         row = int(np.flatnonzero(codes < 0)[0])
@@ -82,6 +86,8 @@ def generate_seq_feature(data: pd.DataFrame, user_col: str, item_col: str, time_
         >>> train, val, test = generate_seq_feature(df, "user_id", "item_id", "time",
         ...                                         item_attribute_cols=["cate_id"], max_len=50)
     """
+    import pandas as pd
+
     attrs = list(item_attribute_cols or [])
     missing = [c for c in [user_col, item_col, time_col, *attrs] if c not in data.columns]
     if missing:
