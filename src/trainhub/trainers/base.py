@@ -56,7 +56,7 @@ class RecTrainer:
         find_unused_parameters: under torchrun, let DistributedDataParallel tolerate parameters
             that a step does not use (slower; DDP's error names the parameters when needed).
 
-    Under ``torchrun`` the same script trains on every process: see ``docs/scaling-distributed.md``.
+    Under ``torchrun`` the same script trains on every process: see ``docs/scaling.md``.
     """
 
     model_filename = "model.pth"
