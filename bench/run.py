@@ -7,7 +7,8 @@ th, rh) so a slow spell on a shared machine hits both; the median of the runs is
 Environment:
     TORCH_RECHUB_PYTHON  a Python with torch-rechub==0.9.0 (``make bench`` makes bench/.rechub-venv
                          when this is unset; without either only trainhub runs)
-    BENCH_CASES          comma-separated subset, e.g. ``deepfm,mmoe`` (default: all, see CASES)
+    BENCH_CASES          comma-separated subset, e.g. ``deepfm,mmoe`` (default: all, see CASES, plus
+                         ``text``: the text trainer's overhead and length-grouped batching)
     BENCH_SCALE          multiply the row counts, e.g. 0.05 for a smoke check; results of a scale
                          other than 1 go to bench/results/tmp/ and leave the README alone
     BENCH_REPEATS        runs per library and case (default 3)
@@ -98,6 +99,9 @@ def quality_text(q: dict) -> str:
 def table(summary: list[dict], meta: dict) -> str:
     m = meta["machine"]
     load = f"load average {m['loadavg_start'][0]} at start, {m.get('loadavg_end', ['?'])[0]} at end"
+    peak_load = max(m["loadavg_start"][0], m.get("loadavg_end", [0])[0])
+    if peak_load > 0.75 * (m["nproc"] or 1):
+        load = f"**taken on a loaded machine** ({load}): timings are noisy"
     lines = [
         f"Machine: {m['nproc']} cores, {m['cpu']}; torch {meta.get('torch', '?')}, {m['torch_threads']} torch threads; "
         f"{meta['date']}; {load}; scale {meta['scale']}; median of {meta['repeats']} runs per library, "
@@ -122,6 +126,8 @@ def table(summary: list[dict], meta: dict) -> str:
         lines += [f"| {LIBS[r['lib']]} | {r['eval_rows_per_s']:,.0f} | {r['predict_rows_per_s']:,.0f} |"
                   for r in inference]
     lines += ["", "Cases:", ""] + [f"- `{name}`: {text}" for name, text in CASES.items()]
+    if meta.get("text"):
+        lines += ["", "### Text trainer (trainhub only; `bench/text_speed.py`)", "", meta["text"]["markdown"]]
     return "\n".join(lines) + "\n"
 
 
@@ -135,6 +141,19 @@ def update_readme(text: str) -> None:
     README.write_text(f"{head}{MARK_START}\n{text}{MARK_END}{tail}")
 
 
+def run_text(scale: float, repeats: int, out_dir: Path) -> dict | None:
+    """The text trainer's own overhead and length-grouped batching (``bench/text_speed.py``)."""
+    out = out_dir / "text_speed.json"
+    cmd = [sys.executable, str(HERE / "text_speed.py"), "--scale", str(scale), "--repeats", str(repeats),
+           "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not out.exists():
+        print(f"[bench] text speed failed (exit {proc.returncode})", file=sys.stderr)
+        return None
+    return {"markdown": json.loads(out.read_text())["markdown"], "file": str(out.relative_to(ROOT))}
+
+
 def peer_python() -> str | None:
     given = os.environ.get("TORCH_RECHUB_PYTHON")
     if given:
@@ -143,9 +162,21 @@ def peer_python() -> str | None:
     return str(local) if local.exists() else None
 
 
+def render() -> int:
+    """``python bench/run.py --render``: rebuild speed.md and README's section from speed.json."""
+    data = json.loads((RESULTS / "speed.json").read_text())
+    text = table(summarize(data["runs"]), data["meta"])
+    (RESULTS / "speed.md").write_text(text)
+    update_readme(text)
+    print(text)
+    return 0
+
+
 def main() -> int:
-    cases = [c.strip() for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
+    if "--render" in sys.argv[1:]:
+        return render()
+    cases = [c.strip() for c in os.environ.get("BENCH_CASES", ",".join([*CASES, "text"])).split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES and c != "text"]
     if unknown:
         print(f"unknown BENCH_CASES {unknown}; choose from {list(CASES)}", file=sys.stderr)
         return 2
@@ -162,8 +193,30 @@ def main() -> int:
 
     meta = {"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "scale": scale, "repeats": repeats, "torch": torch.__version__, "cases": cases}
-    runs = []
-    for case in cases:
+    out_dir = RESULTS if scale == 1 else RESULTS / "tmp"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "speed.json"
+    earlier: list[dict] = []
+    if scale == 1 and json_path.exists() and set(cases) != set(CASES) | {"text"}:
+        # a subset replaces only its own cases; the others keep their earlier runs and metadata
+        old = json.loads(json_path.read_text())
+        earlier = [r for r in old.get("runs", []) if r["case"] not in cases]
+        meta["earlier"] = old.get("meta")
+        meta["text"] = old.get("meta", {}).get("text")
+    runs: list[dict] = []
+
+    def save() -> str:
+        """Write the results so far: an interrupted run still leaves every finished case behind."""
+        meta["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        summary = summarize(earlier + runs)
+        json_path.write_text(json.dumps({"meta": meta, "summary": summary, "runs": earlier + runs}, indent=1) + "\n")
+        text = table(summary, meta)
+        (out_dir / "speed.md").write_text(text)
+        if scale == 1:
+            update_readme(text)
+        return text
+
+    for case in (c for c in cases if c in CASES):
         for repeat in range(repeats):
             for lib, python in runners:  # alternate: th, rh, th, rh, ...
                 result = run_once(python, lib, case, scale)
@@ -171,24 +224,11 @@ def main() -> int:
                 runs.append(result)
                 if "error" not in result:
                     print(f"[bench] {case:11s} {lib:13s} run {repeat}: {result['samples_per_s']:9,.0f} samples/s "
-                          f"fit {result['fit_s']:.1f}s {quality_text(result['quality'])}", file=sys.stderr)
-    meta["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-
-    out_dir = RESULTS if scale == 1 else RESULTS / "tmp"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "speed.json"
-    if scale == 1 and json_path.exists() and set(cases) != set(CASES):
-        # a subset replaces only its own cases; the others keep their earlier runs and metadata
-        old = json.loads(json_path.read_text())
-        runs = [r for r in old.get("runs", []) if r["case"] not in cases] + runs
-        meta = {**meta, "earlier": old.get("meta")}
-    summary = summarize(runs)
-    json_path.write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1) + "\n")
-    text = table(summary, meta)
-    (out_dir / "speed.md").write_text(text)
-    print(text)
-    if scale == 1:
-        update_readme(text)
+                          f"fit {result['fit_s']:.1f}s {quality_text(result['quality'])}", file=sys.stderr, flush=True)
+                save()
+    if "text" in cases:
+        meta["text"] = run_text(scale, repeats, out_dir)
+    print(save())
     return 0
 
 
