@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench bench-memory quality lint clean
+.PHONY: install demo test bench bench-env bench-memory quality lint clean
 
 install: $(STAMP)
 
@@ -25,8 +25,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
-	$(PY) bench/run.py
+# Torch-RecHub 0.9.0 for the side-by-side speed table, in its own venv (gitignored). Give your own
+# interpreter with TORCH_RECHUB_PYTHON=/path/to/python to skip it. Subsets and sizes:
+# BENCH_CASES=deepfm,mmoe BENCH_SCALE=0.05 BENCH_REPEATS=1 make bench
+RECHUB_VENV := bench/.rechub-venv
+RECHUB_STAMP := $(RECHUB_VENV)/.installed
+RECHUB_DEP := $(if $(TORCH_RECHUB_PYTHON),,$(RECHUB_STAMP))
+
+bench-env: $(RECHUB_DEP)
+
+$(RECHUB_STAMP):
+	test -x $(RECHUB_VENV)/bin/python || $(PYTHON) -m venv $(RECHUB_VENV)
+	# torch first and pinned (CPU build); the constraint keeps torch-rechub from upgrading it.
+	$(RECHUB_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(RECHUB_VENV)/bin/python -m pip install --quiet torch-rechub==0.9.0 torch==2.13.0
+	$(RECHUB_VENV)/bin/python -c "import torch, torch_rechub; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(RECHUB_STAMP)
+
+bench: $(STAMP) $(RECHUB_DEP)
+	TORCH_RECHUB_PYTHON=$(or $(TORCH_RECHUB_PYTHON),$(RECHUB_VENV)/bin/python) $(PY) bench/run.py
 
 # Peak RSS of one DeepFM epoch streamed from 1M Parquet rows (writes the data first; a few minutes).
 bench-memory: $(STAMP)

@@ -135,6 +135,8 @@ class TrainingConfig(_Section):
     left unset is inferred from the metric name (``loss``/``mse``/``mae`` lower is better).
     ``early_stopping_patience`` None disables stopping, but the best checkpoint is still kept.
     ``eval_steps`` validates every N optimizer steps instead of at epoch ends.
+    ``group_by_length`` batches examples of similar token length (sorted inside shuffled pools of
+    ``group_by_length_pool`` batches, then the batches shuffled), so less padding is computed.
     """
 
     output_dir: str = "./results"
@@ -159,6 +161,8 @@ class TrainingConfig(_Section):
     resume: bool = False
     device: Optional[str] = None
     task_sampling: Literal["round_robin", "proportional", "temperature"] = "round_robin"
+    group_by_length: bool = False
+    group_by_length_pool: int = Field(50, ge=1)
     sampling_temperature: float = Field(2.0, gt=0)
     progress: bool = True
     logging: Optional[LoggingConfig] = None

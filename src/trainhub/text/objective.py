@@ -7,7 +7,8 @@ Metric keys (upstream's names): ``eval_<task>_loss``, ``eval_<task>_<head>_<metr
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -67,6 +68,8 @@ class MultiTaskObjective:
         self.tasks = {t.name: t for t in tasks}
         self.prefix = prefix
         self._train_loss: Dict[str, List[float]] = {}
+        self._tokens = [0, 0]  # real (non-padding) and padded tokens this epoch
+        self._epoch_start: Optional[float] = None
         self._reset_eval()
 
     def _reset_eval(self) -> None:
@@ -82,17 +85,27 @@ class MultiTaskObjective:
 
     def training_step(self, model: nn.Module, batch: Any) -> StepOutput:
         name, inner = _unpack(batch)
+        if self._epoch_start is None:
+            self._epoch_start = time.perf_counter()
+        ids, mask = inner["input_ids"], inner.get("attention_mask")
+        self._tokens[0] += int(mask.sum()) if mask is not None else ids.numel()
+        self._tokens[1] += ids.numel()
         out = self._forward(model, name, inner)
-        n = int(inner["input_ids"].shape[0])
+        n = int(ids.shape[0])
         stats = self._train_loss.setdefault(name, [0.0, 0])
         stats[0] += float(out["loss"].detach()) * n
         stats[1] += n
         return StepOutput(loss=out["loss"], batch_size=n)
 
     def epoch_logs(self) -> Dict[str, float]:
-        """Per-task mean training loss of the epoch (then reset)."""
+        """Per-task mean training loss of the epoch, real (non-padding) tokens per second from the
+        epoch's first step to its end, and the fraction of computed tokens that were padding (then reset)."""
         logs = {f"train_{name}_loss": s / max(n, 1) for name, (s, n) in self._train_loss.items()}
-        self._train_loss = {}
+        real, padded = self._tokens
+        if self._epoch_start is not None and padded:
+            logs["train_tokens_per_s"] = real / max(time.perf_counter() - self._epoch_start, 1e-9)
+            logs["train_padding"] = 1.0 - real / padded
+        self._train_loss, self._tokens, self._epoch_start = {}, [0, 0], None
         return logs
 
     @torch.no_grad()

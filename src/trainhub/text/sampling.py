@@ -8,7 +8,9 @@
   the total number of batches, and a task whose loader runs out restarts it, so small tasks are
   up-sampled.
 
-The training loop sees one ordinary iterable; ``len()`` is the number of batches per epoch.
+The training loop sees one ordinary iterable; ``len()`` is the number of batches per epoch. The
+loop's per-epoch hook (``loader.sampler.set_epoch(epoch)``) reaches the task draws and every task
+loader's batch sampler, so each epoch's order depends only on the seed and the epoch number.
 """
 
 from __future__ import annotations
@@ -47,6 +49,19 @@ class MultiTaskLoader:
 
     def __len__(self) -> int:
         return sum(len(dl) for dl in self.loaders.values())
+
+    @property
+    def sampler(self) -> "MultiTaskLoader":
+        """The object the training loop calls ``set_epoch`` on (this loader itself)."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the coming pass epoch ``epoch``: task draws and each task's batch order."""
+        self._epoch = int(epoch)
+        for dl in self.loaders.values():
+            for sampler in (getattr(dl, "batch_sampler", None), getattr(dl, "sampler", None)):
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Tuple[str, Any]]:
         rng = random.Random(self.seed + self._epoch)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
 from trainhub.logging import MultiLogger, flatten_params
+from trainhub.text.bucketing import LengthGroupedBatchSampler, RandomBatchSampler
 from trainhub.text.checkpoint import TextCheckpointer
 from trainhub.text.config import ExperimentConfig, load_experiment_config, save_experiment_config
 from trainhub.text.objective import MultiTaskObjective, expected_metric_keys
@@ -133,7 +134,7 @@ class Trainer:
         return int(pad) if isinstance(pad, int) else 0
 
     def _create_dataloaders(self, datasets: Dict[str, Any], is_eval: bool) -> Dict[str, DataLoader]:
-        """One loader per task, with the task's collate (train loaders shuffle, seeded)."""
+        """One loader per task, with the task's collate (train loaders shuffle per seed and epoch)."""
         loaders = {}
         pad_to = self.config.tokenizer.max_length if self.config.tokenizer.padding == "max_length" else None
         for name, dataset in datasets.items():
@@ -145,11 +146,27 @@ class Trainer:
             size = self.training.batch_size_for(name)
             if is_eval and self.training.eval_batch_size:
                 size = self.training.eval_batch_size
-            generator = None if is_eval else torch.Generator().manual_seed(self.training.seed + self.task_map[name])
-            loader = DataLoader(dataset, batch_size=size, shuffle=not is_eval, generator=generator,
-                                collate_fn=TaskCollator(task.type, self._pad_id(), pad_to))
-            loaders[name] = self.runtime.distribute_loader(loader, train=not is_eval)
+            collate = TaskCollator(task.type, self._pad_id(), pad_to)
+            if is_eval:
+                loader = DataLoader(dataset, batch_size=size, shuffle=False, collate_fn=collate)
+                loaders[name] = self.runtime.distribute_loader(loader, train=False)
+            else:
+                # The batch sampler deals each rank its own share of the epoch's batches itself.
+                loaders[name] = DataLoader(dataset, batch_sampler=self._batch_sampler(dataset, size, name),
+                                           collate_fn=collate)
         return loaders
+
+    def _batch_sampler(self, dataset: Any, batch_size: int, task_name: str):
+        """Training batch order, a function of (seed, task, epoch): random, or grouped by length."""
+        seed = self.training.seed + self.task_map[task_name]
+        if self.training.group_by_length:
+            lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
+            return LengthGroupedBatchSampler(lengths, batch_size, seed, self.training.group_by_length_pool,
+                                             **self._rank_share())
+        return RandomBatchSampler(len(dataset), batch_size, seed, **self._rank_share())
+
+    def _rank_share(self) -> Dict[str, int]:
+        return {"rank": self.runtime.rank, "world_size": self.runtime.world_size}
 
     def _init_logger(self) -> None:
         """MLflow (``set_experiment`` + ``start_run``, embedded SQLite store in ``<output_dir>/logs``
