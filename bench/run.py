@@ -126,6 +126,8 @@ def table(summary: list[dict], meta: dict) -> str:
         lines += [f"| {LIBS[r['lib']]} | {r['eval_rows_per_s']:,.0f} | {r['predict_rows_per_s']:,.0f} |"
                   for r in inference]
     lines += ["", "Cases:", ""] + [f"- `{name}`: {text}" for name, text in CASES.items()]
+    if meta.get("notes"):  # hand-written remarks kept in speed.json (e.g. about a partial run)
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in meta["notes"]]
     if meta.get("text"):
         lines += ["", "### Text trainer (trainhub only; `bench/text_speed.py`)", "", meta["text"]["markdown"]]
     return "\n".join(lines) + "\n"
