@@ -2,7 +2,7 @@
 
 A fused table (:class:`trainhub.nn.fused_table.FusedTable`) hands its optimizer a coalesced COO
 gradient: the unique rows of the batch and their summed gradients. The optimizers here gather
-those rows' state, update them with ``index_select`` / ``index_copy_`` / ``index_add_``, and never
+those rows' state, update them with ``index_select`` / ``index_copy_``, and never
 touch the rest of the table, so a step costs ``O(rows touched)`` instead of ``O(table)``.
 A dense gradient (e.g. when a model also scores against the whole table) takes the same update on
 every row, which is then the exact dense rule.
@@ -101,6 +101,16 @@ def _put(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> Non
             t.copy_(value)
     else:
         t.index_copy_(0, rows, value)
+
+
+def _subtract(p: torch.Tensor, rows: torch.Tensor | None, delta: torch.Tensor,
+              current: torch.Tensor | None = None) -> None:
+    """``p[rows] -= delta`` for unique ``rows`` (all rows when None). A gather and a copy: on the
+    CPU ``index_add_`` (built for repeated rows) costs several times as much."""
+    if rows is None:
+        p.sub_(delta)
+    else:
+        p.index_copy_(0, rows, (_take(p, rows) if current is None else current) - delta)
 
 
 class RowWiseOptimizer(torch.optim.Optimizer):
@@ -204,24 +214,20 @@ class RowWiseAdam(RowWiseOptimizer):
                                       decoupled_weight_decay=decoupled_weight_decay, catch_up=catch_up))
 
     @staticmethod
-    def _apply_missed(p, rows, moments, last, step, group) -> None:
-        """Advance ``moments`` (of ``rows``, or all rows when None) from their last step to
-        ``step``, moving the weights as dense Adam would have with zero gradients."""
+    def _missed_move(moments, last, step, group) -> torch.Tensor | None:
+        """Advance ``moments`` ``[U, 2, ...]`` from their ``last`` step to ``step`` and return how
+        far dense Adam would have moved those rows meanwhile with zero gradients (None: not at all)."""
         beta1, beta2 = group["betas"]
         missed = step - 1 - last  # steps with no gradient in between
-        owed = missed > 0
-        if not bool(owed.any()):
-            return
+        if not bool((missed > 0).any()):
+            return None
         exp_avg, exp_avg_sq = moments.unbind(1)
-        factor = _catch_up_factor(last, missed, beta1, beta2).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+        shape = (-1,) + (1,) * (exp_avg.dim() - 1)
+        factor = _catch_up_factor(last, missed, beta1, beta2).to(exp_avg.dtype).view(shape)
         move = exp_avg / exp_avg_sq.sqrt().add_(group["eps"]) * factor.mul_(group["lr"])
-        shape = (-1,) + (1,) * (p.dim() - 1)
-        exp_avg.mul_(torch.pow(beta1, missed.to(p.dtype)).view(shape))
-        exp_avg_sq.mul_(torch.pow(beta2, missed.to(p.dtype)).view(shape))
-        if rows is None:
-            p.sub_(move)
-        else:
-            p.index_add_(0, rows, move, alpha=-1.0)
+        exp_avg.mul_(torch.pow(beta1, missed.to(exp_avg.dtype)).view(shape))
+        exp_avg_sq.mul_(torch.pow(beta2, missed.to(exp_avg.dtype)).view(shape))
+        return move
 
     def update_rows(self, p, rows, grad, group, state):
         if not state:
@@ -235,10 +241,13 @@ class RowWiseAdam(RowWiseOptimizer):
         lr, wd, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
         moments = _take(state["moments"], rows)  # [U, 2, D]
         _steps_as_ints(state)
+        move = None
         if group["catch_up"]:
-            self._apply_missed(p, rows, moments, _take(state["last"], rows), int(step), group)
+            move = self._missed_move(moments, _take(state["last"], rows), int(step), group)
             _put(state["last"], rows, torch.full_like(_take(state["last"], rows), int(step)))
-        weights = _take(p, rows) if wd else None  # [U, D]
+        weights = _take(p, rows)  # [U, D]
+        if move is not None:
+            weights = weights - move  # where dense Adam would have the row by now
         if wd and not decoupled:
             grad = grad.add(weights, alpha=wd)
         exp_avg, exp_avg_sq = moments.unbind(1)
@@ -249,13 +258,13 @@ class RowWiseAdam(RowWiseOptimizer):
         bias_correction2_sqrt = math.sqrt(1 - beta2**step)
         update = exp_avg / exp_avg_sq.sqrt().add_(group["eps"] * bias_correction2_sqrt)
         scale = lr * bias_correction2_sqrt / (1 - beta1**step)
+        update.mul_(scale)
         if wd and decoupled:
-            update.mul_(scale).add_(weights, alpha=lr * wd)
-            scale = 1.0
+            update.add_(weights, alpha=lr * wd)
         if rows is None:
-            p.sub_(update, alpha=scale)
+            p.copy_(weights - update)
         else:
-            p.index_add_(0, rows, update, alpha=-scale)
+            p.index_copy_(0, rows, weights - update)
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -273,7 +282,9 @@ class RowWiseAdam(RowWiseOptimizer):
                 # In slices of rows, so the temporaries stay small next to the table.
                 for start in range(0, p.shape[0], self.flush_rows):
                     rows = slice(start, start + self.flush_rows)
-                    self._apply_missed(p[rows], None, state["moments"][rows], state["last"][rows], step + 1, group)
+                    move = self._missed_move(state["moments"][rows], state["last"][rows], step + 1, group)
+                    if move is not None:
+                        p[rows].sub_(move)
                 state["last"].fill_(step)
 
 
@@ -295,11 +306,7 @@ class RowWiseAdagrad(RowWiseOptimizer):
             grad = grad.add(_take(p, rows), alpha=group["weight_decay"])
         acc = _take(state["sum"], rows).addcmul_(grad, grad)
         _put(state["sum"], rows, acc)
-        update = grad / acc.sqrt().add_(group["eps"]) * clr
-        if rows is None:
-            p.sub_(update)
-        else:
-            p.index_add_(0, rows, update, alpha=-1.0)
+        _subtract(p, rows, grad / acc.sqrt().add_(group["eps"]) * clr)
 
 
 class RowWiseSGD(RowWiseOptimizer):
@@ -311,9 +318,6 @@ class RowWiseSGD(RowWiseOptimizer):
     def update_rows(self, p, rows, grad, group, state):
         if group["weight_decay"]:
             grad = grad.add(_take(p, rows), alpha=group["weight_decay"])
-        if rows is None:
-            p.sub_(grad, alpha=group["lr"])
-        else:
-            p.index_add_(0, rows, grad, alpha=-group["lr"])
+        _subtract(p, rows, grad * group["lr"])
 
 
