@@ -162,15 +162,20 @@ def _catch_up_table(beta1: float, beta2: float, device: torch.device) -> torch.T
     return _catch_up_tables[key]
 
 
-def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
-    """``S = sum_{i=1..k} r^i c(s + i)`` per row: how many "unit" Adam steps a row owes for
-    ``k = missed`` steps without gradient since step ``s = last``.
+def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
+                     beta2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, for ``k = missed`` steps without gradient since step ``s = last``: the sum
+    ``S = sum_{i=1..k} r^i c(s + i)`` (how many "unit" Adam steps the row owes) and the factor
+    ``e`` that scales Adam's ``eps`` over those steps.
 
-    With no gradient, dense Adam keeps moving a row by ``lr * m_j / bc1_j / sqrt(v_j / bc2_j)``
-    with ``m_j = b1^i m``, ``v_j = b2^i v``: a geometric series in ``r = b1 / sqrt(b2)`` times the
-    bias-correction factor ``c(j) = sqrt(1 - b2^j) / (1 - b1^j)``. Early in training ``c`` changes
-    fast, so sums are read from a table; later it is nearly constant over the ~``1 / (1 - r)``
-    steps that carry the series' weight and is taken at the series' mean index.
+    With no gradient, dense Adam keeps moving a row by ``lr * m_j / bc1_j / (sqrt(v_j / bc2_j) + eps)``
+    with ``m_j = b1^i m``, ``v_j = b2^i v``, that is ``lr * m / sqrt(v) * r^i c(j) / (1 + eps
+    sqrt(bc2_j) / (b2^(i/2) sqrt(v)))``: a geometric series in ``r = b1 / sqrt(b2)`` times the
+    bias-correction factor ``c(j) = sqrt(1 - b2^j) / (1 - b1^j)``, divided by an ``eps`` term that
+    changes slowly with ``i``. The row then moves by ``lr * S * m / (sqrt(v) + e * eps)`` with the
+    ``eps`` term taken at the series' mean index. Early in training ``c`` changes fast, so ``S`` is
+    read from a table; later it is nearly constant over the ~``1 / (1 - r)`` steps that carry the
+    series' weight and is taken at the mean index too.
     """
     r = beta1 / math.sqrt(beta2)
     table = _catch_up_table(beta1, beta2, last.device)
@@ -178,11 +183,13 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float, bet
     terms = missed.clamp(0, _TABLE_TERMS)
     from_table = table[last.clamp(max=_TABLE_STEPS - 1), terms]
     k = missed.to(torch.float64)
-    mean_index = min(r / (1 - r), 1e9)
-    j = last.to(torch.float64) + torch.minimum(k, torch.full_like(k, mean_index)).clamp_min(1.0)
+    # mean index of the weights r^i over i = 1..k: (k + 1) / 2 for short gaps, r / (1 - r) for long ones
+    mean_offset = torch.minimum((k + 1) / 2, torch.full_like(k, min(r / (1 - r), 1e9))).clamp_min(1.0)
+    j = last.to(torch.float64) + mean_offset
     c = torch.sqrt(1 - beta2**j) / (1 - beta1**j)
     closed = c * r * (1 - r**k) / (1 - r)
-    return torch.where(early, from_table, closed).to(torch.float32)
+    eps_scale = torch.sqrt(1 - beta2**j) * beta2 ** (-mean_offset / 2)
+    return torch.where(early, from_table, closed).to(torch.float32), eps_scale.to(torch.float32)
 
 
 def _steps_as_ints(state: dict) -> None:
@@ -223,8 +230,9 @@ class RowWiseAdam(RowWiseOptimizer):
             return None
         exp_avg, exp_avg_sq = moments.unbind(1)
         shape = (-1,) + (1,) * (exp_avg.dim() - 1)
-        factor = _catch_up_factor(last, missed, beta1, beta2).to(exp_avg.dtype).view(shape)
-        move = exp_avg / exp_avg_sq.sqrt().add_(group["eps"]) * factor.mul_(group["lr"])
+        factor, eps_scale = _catch_up_factor(last, missed, beta1, beta2)
+        factor, eps_scale = factor.to(exp_avg.dtype).view(shape), eps_scale.to(exp_avg.dtype).view(shape)
+        move = exp_avg / exp_avg_sq.sqrt().add_(eps_scale.mul_(group["eps"])) * factor.mul_(group["lr"])
         exp_avg.mul_(torch.pow(beta1, missed.to(exp_avg.dtype)).view(shape))
         exp_avg_sq.mul_(torch.pow(beta2, missed.to(exp_avg.dtype)).view(shape))
         return move
