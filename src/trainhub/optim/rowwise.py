@@ -99,6 +99,12 @@ def _put(t: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor) -> Non
     if rows is None:
         if value is not t:
             t.copy_(value)
+        return
+    row_bytes = t[0].numel() * t.element_size()
+    if t.is_contiguous() and value.is_contiguous() and t.dtype == value.dtype and row_bytes % 16 == 0:
+        # The same bytes moved as 16-byte elements: index_copy_ costs per element, not per byte.
+        t.view(t.shape[0], -1).view(torch.complex128).index_copy_(
+            0, rows, value.view(value.shape[0], -1).view(torch.complex128))
     else:
         t.index_copy_(0, rows, value)
 
@@ -149,7 +155,7 @@ _catch_up_tables: dict[tuple[float, float, str], torch.Tensor] = {}
 
 
 def _catch_up_table(beta1: float, beta2: float, device: torch.device) -> torch.Tensor:
-    """``T[s, m] = sum_{i=1..m} r^i c(s + i)`` for ``s < 4096``, ``m <= 160`` (float64)."""
+    """``T[s, m] = sum_{i=1..m} r^i c(s + i)`` for ``s < 4096``, ``m <= 160`` (summed in float64)."""
     key = (beta1, beta2, str(device))
     if key not in _catch_up_tables:
         r = beta1 / math.sqrt(beta2)
@@ -158,7 +164,7 @@ def _catch_up_table(beta1: float, beta2: float, device: torch.device) -> torch.T
         i = torch.arange(1, _TABLE_TERMS + 1, dtype=torch.float64)
         terms = r**i * c[torch.arange(_TABLE_STEPS).unsqueeze(1) + i.long() - 1]  # [S, M]: r^i c(s + i)
         table = torch.cat([torch.zeros(_TABLE_STEPS, 1, dtype=torch.float64), terms.cumsum(1)], dim=1)
-        _catch_up_tables[key] = table.to(device)
+        _catch_up_tables[key] = table.to(device=device, dtype=torch.float32)
     return _catch_up_tables[key]
 
 
@@ -166,7 +172,7 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
                      beta2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, for ``k = missed`` steps without gradient since step ``s = last``: the sum
     ``S = sum_{i=1..k} r^i c(s + i)`` (how many "unit" Adam steps the row owes) and the factor
-    ``e`` that scales Adam's ``eps`` over those steps.
+    ``e`` that scales Adam's ``eps`` over those steps (float32 ``[U]`` each; ``S = 0`` when ``k = 0``).
 
     With no gradient, dense Adam keeps moving a row by ``lr * m_j / bc1_j / (sqrt(v_j / bc2_j) + eps)``
     with ``m_j = b1^i m``, ``v_j = b2^i v``, that is ``lr * m / sqrt(v) * r^i c(j) / (1 + eps
@@ -179,17 +185,17 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
     """
     r = beta1 / math.sqrt(beta2)
     table = _catch_up_table(beta1, beta2, last.device)
-    early = last < _TABLE_STEPS
-    terms = missed.clamp(0, _TABLE_TERMS)
-    from_table = table[last.clamp(max=_TABLE_STEPS - 1), terms]
-    k = missed.to(torch.float64)
+    from_table = table[last.clamp(max=_TABLE_STEPS - 1), missed.clamp(0, _TABLE_TERMS)]
+    k = missed.to(torch.float32)
     # mean index of the weights r^i over i = 1..k: (k + 1) / 2 for short gaps, r / (1 - r) for long ones
-    mean_offset = torch.minimum((k + 1) / 2, torch.full_like(k, min(r / (1 - r), 1e9))).clamp_min(1.0)
-    j = last.to(torch.float64) + mean_offset
-    c = torch.sqrt(1 - beta2**j) / (1 - beta1**j)
-    closed = c * r * (1 - r**k) / (1 - r)
-    eps_scale = torch.sqrt(1 - beta2**j) * beta2 ** (-mean_offset / 2)
-    return torch.where(early, from_table, closed).to(torch.float32), eps_scale.to(torch.float32)
+    offset = ((k + 1) * 0.5).clamp_(1.0, r / (1 - r))
+    j = last.to(torch.float32).add_(offset)
+    sqrt_bc2 = torch.exp(j * math.log(beta2)).neg_().add_(1).sqrt_()  # sqrt(1 - b2^j)
+    c = sqrt_bc2 / torch.exp(j * math.log(beta1)).neg_().add_(1)
+    closed = c.mul_(torch.exp(k.clamp(max=_TABLE_TERMS) * math.log(r)).neg_().add_(1).mul_(r / (1 - r)))  # c r (1 - r^k) / (1 - r)
+    factor = torch.where(last < _TABLE_STEPS, from_table, closed)
+    eps_scale = sqrt_bc2.mul_(torch.exp(offset * (-0.5 * math.log(beta2))))
+    return factor, eps_scale
 
 
 def _steps_as_ints(state: dict) -> None:
@@ -221,21 +227,20 @@ class RowWiseAdam(RowWiseOptimizer):
                                       decoupled_weight_decay=decoupled_weight_decay, catch_up=catch_up))
 
     @staticmethod
-    def _missed_move(moments, last, step, group) -> torch.Tensor | None:
-        """Advance ``moments`` ``[U, 2, ...]`` from their ``last`` step to ``step`` and return how
-        far dense Adam would have moved those rows meanwhile with zero gradients (None: not at all)."""
+    def _catch_up(weights: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, last: torch.Tensor,
+                  step: int, group: dict, extra_decay: tuple[float, float] = (1.0, 1.0)) -> None:
+        """Bring rows from their ``last`` step to ``step - 1`` in place: move ``weights [U, ...]`` as
+        far as dense Adam would have moved them with zero gradients, and decay their moments
+        accordingly (times ``extra_decay``, which lets the coming step fold its own decay in)."""
         beta1, beta2 = group["betas"]
-        missed = step - 1 - last  # steps with no gradient in between
-        if not bool((missed > 0).any()):
-            return None
-        exp_avg, exp_avg_sq = moments.unbind(1)
-        shape = (-1,) + (1,) * (exp_avg.dim() - 1)
+        missed = (step - 1) - last  # steps with no gradient in between (0: none)
+        shape = (-1,) + (1,) * (weights.dim() - 1)
         factor, eps_scale = _catch_up_factor(last, missed, beta1, beta2)
-        factor, eps_scale = factor.to(exp_avg.dtype).view(shape), eps_scale.to(exp_avg.dtype).view(shape)
-        move = exp_avg / exp_avg_sq.sqrt().add_(eps_scale.mul_(group["eps"])) * factor.mul_(group["lr"])
-        exp_avg.mul_(torch.pow(beta1, missed.to(exp_avg.dtype)).view(shape))
-        exp_avg_sq.mul_(torch.pow(beta2, missed.to(exp_avg.dtype)).view(shape))
-        return move
+        denom = exp_avg_sq.sqrt().add_(eps_scale.mul_(group["eps"]).view(shape))
+        weights.addcdiv_(exp_avg * factor.mul_(-group["lr"]).view(shape), denom)
+        k = missed.to(torch.float32)
+        exp_avg.mul_(torch.exp(k * math.log(beta1)).mul_(extra_decay[0]).view(shape))
+        exp_avg_sq.mul_(torch.exp(k * math.log(beta2)).mul_(extra_decay[1]).view(shape))
 
     def update_rows(self, p, rows, grad, group, state):
         if not state:
@@ -244,35 +249,36 @@ class RowWiseAdam(RowWiseOptimizer):
             state["moments"] = torch.zeros(p.shape[0], 2, *p.shape[1:], dtype=p.dtype, device=p.device)
             state["last"] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)
         state["step"] += 1
-        step = float(state["step"])
+        step = int(state["step"])
         beta1, beta2 = group["betas"]
         lr, wd, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
-        moments = _take(state["moments"], rows)  # [U, 2, D]
-        _steps_as_ints(state)
-        move = None
+        gathered = _take(state["moments"], rows)  # [U, 2, D]
+        # contiguous copies: element-wise math (sqrt above all) is several times slower on strided views
+        exp_avg, exp_avg_sq = (t.contiguous() for t in gathered.unbind(1))
+        weights = _take(p, rows).contiguous()  # [U, D]
         if group["catch_up"]:
-            move = self._missed_move(moments, _take(state["last"], rows), int(step), group)
-            _put(state["last"], rows, torch.full_like(_take(state["last"], rows), int(step)))
-        weights = _take(p, rows)  # [U, D]
-        if move is not None:
-            weights = weights - move  # where dense Adam would have the row by now
+            _steps_as_ints(state)
+            # where dense Adam would have the rows by now; the moments also take this step's decay
+            self._catch_up(weights, exp_avg, exp_avg_sq, _take(state["last"], rows), step, group, (beta1, beta2))
+            if rows is None:
+                state["last"].fill_(step)
+            else:
+                state["last"].index_fill_(0, rows, step)
+        else:
+            exp_avg.mul_(beta1)
+            exp_avg_sq.mul_(beta2)
         if wd and not decoupled:
             grad = grad.add(weights, alpha=wd)
-        exp_avg, exp_avg_sq = moments.unbind(1)
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        _put(state["moments"], rows, moments)
+        exp_avg.add_(grad, alpha=1 - beta1)
+        exp_avg_sq.addcmul_(grad, grad, value=1 - beta2)
+        _put(state["moments"], rows, torch.stack([exp_avg, exp_avg_sq], 1))
         # torch.optim.Adam's arrangement: m / (sqrt(v) + eps * sqrt(bc2)) * lr * sqrt(bc2) / bc1
         bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-        update = exp_avg / exp_avg_sq.sqrt().add_(group["eps"] * bias_correction2_sqrt)
-        scale = lr * bias_correction2_sqrt / (1 - beta1**step)
-        update.mul_(scale)
+        denom = exp_avg_sq.sqrt().add_(group["eps"] * bias_correction2_sqrt)
         if wd and decoupled:
-            update.add_(weights, alpha=lr * wd)
-        if rows is None:
-            p.copy_(weights - update)
-        else:
-            p.index_copy_(0, rows, weights - update)
+            weights.mul_(1 - lr * wd)
+        weights.addcdiv_(exp_avg, denom, value=-lr * bias_correction2_sqrt / (1 - beta1**step))
+        _put(p, rows, weights)
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -290,9 +296,8 @@ class RowWiseAdam(RowWiseOptimizer):
                 # In slices of rows, so the temporaries stay small next to the table.
                 for start in range(0, p.shape[0], self.flush_rows):
                     rows = slice(start, start + self.flush_rows)
-                    move = self._missed_move(state["moments"][rows], state["last"][rows], step + 1, group)
-                    if move is not None:
-                        p[rows].sub_(move)
+                    exp_avg, exp_avg_sq = state["moments"][rows].unbind(1)  # views: updated in place
+                    self._catch_up(p[rows], exp_avg, exp_avg_sq, state["last"][rows], step + 1, group)
                 state["last"].fill_(step)
 
 
