@@ -3,6 +3,8 @@ checks and masked sequence pooling."""
 
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Sequence
 
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
 from trainhub.nn.fused_table import FusedTable
 
-__all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require"]
+__all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require", "stack_fields", "concat_fields"]
 
 
 def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -51,6 +53,59 @@ def masked_pool(emb: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tenso
     if mode == "mean":
         return summed / mask.sum(dim=1).clamp_min(1.0)
     raise ValueError(f"unknown pooling {mode!r}")
+
+
+def _block_slice(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """``torch.stack(parts, dim=-2)`` as a view, when ``parts`` are consecutive fields of one lookup
+    block (the per-feature views :meth:`EmbeddingCollection.lookup_many` returns), else None."""
+    first = parts[0]
+    base = first._base
+    if base is None or first.dim() < 1 or base.dim() != 2:
+        return None
+    width = first.shape[-1]
+    if base.shape[1] != width or first.stride(-1) != 1 or first.dim() < 2:
+        return None
+    row_stride = first.stride(-2)  # k * D: the fields of one row are side by side
+    if row_stride % width or any(p._base is not base or p.shape != first.shape or p.stride() != first.stride()
+                                 for p in parts):
+        return None
+    k = row_stride // width
+    start = first.storage_offset() - base.storage_offset()
+    if start % width or first.storage_offset() < base.storage_offset():
+        return None
+    i0 = start // width
+    if i0 + len(parts) > k or any(p.storage_offset() != first.storage_offset() + i * width for i, p in enumerate(parts)):
+        return None
+    lead = first.shape[:-1]
+    if base.shape[0] * width != k * width * math.prod(lead):
+        return None
+    return base.view(*lead, k, width)[..., i0:i0 + len(parts), :]
+
+
+def stack_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(parts, dim=-2)`` (``[..., F, D]``) without a copy when the parts are one lookup's
+    consecutive fields, so neither the forward nor the backward pass copies the block again."""
+    block = _block_slice(parts) if len(parts) > 1 else None
+    return block if block is not None else torch.stack(list(parts), dim=-2)
+
+
+def concat_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat([p.flatten(1) for p in parts], dim=1)``, taking every run of parts that fills a
+    whole lookup block as one flat view: one copy into the result instead of one per field."""
+    pieces: list[torch.Tensor] = []
+    i = 0
+    while i < len(parts):
+        j = i + 1
+        if parts[i]._base is not None:
+            while j < len(parts) and parts[j]._base is parts[i]._base:
+                j += 1
+        block = _block_slice(parts[i:j]) if j - i > 1 else None
+        if block is not None and block.is_contiguous():
+            pieces.append(block.flatten(1))
+        else:
+            pieces.extend(p.flatten(1) for p in parts[i:j])
+        i = j
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
 class TableView:
@@ -245,7 +300,7 @@ class EmbeddingCollection(nn.Module):
         self, x: Mapping[str, torch.Tensor], features: Sequence[object], squeeze_dim: bool = False
     ) -> torch.Tensor:
         if squeeze_dim:
-            return torch.cat([e.flatten(1) for e in self.embed_many(features, x)], dim=1)  # [B, sum dims]
+            return concat_fields(self.embed_many(features, x))  # [B, sum dims]
         id_features = [f for f in features if not isinstance(f, DenseFeature)]
         if len(id_features) != len(features):
             dense = [f.name for f in features if isinstance(f, DenseFeature)]
@@ -258,7 +313,7 @@ class EmbeddingCollection(nn.Module):
                 "features stacked as fields [B, F, D] must share one embed_dim, got "
                 + ", ".join(f"{f.name}={f.embed_dim}" for f in id_features)
             )
-        return torch.stack(self.embed_many(id_features, x), dim=1)  # [B, F, D]
+        return stack_fields(self.embed_many(id_features, x))  # [B, F, D]
 
 
 def _split_fused_state(module: EmbeddingCollection, state: dict, prefix: str, local_metadata: dict) -> None:

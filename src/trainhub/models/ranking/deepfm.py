@@ -8,6 +8,7 @@ from torch import nn
 from trainhub.models import toy
 from trainhub.models.registry import register_model
 from trainhub.nn import FM, LR, MLP, EmbeddingCollection
+from trainhub.nn.embedding import concat_fields, stack_fields
 
 
 def _example():
@@ -42,7 +43,7 @@ class DeepFM(nn.Module):
         # One lookup for both parts: a feature in both is embedded (and range-checked) once.
         union = list({f.name: f for f in self.fm_features + self.deep_features}.values())
         emb = dict(zip((f.name for f in union), self.embedding.embed_many(union, x)))
-        fm_fields = torch.stack([emb[f.name] for f in self.fm_features], dim=1)  # [B, F, D]
-        deep = torch.cat([emb[f.name].flatten(1) for f in self.deep_features], dim=1)  # [B, deep_dims]
+        fm_fields = stack_fields([emb[f.name] for f in self.fm_features])  # [B, F, D]
+        deep = concat_fields([emb[f.name] for f in self.deep_features])  # [B, deep_dims]
         logit = self.linear(fm_fields.flatten(1)) + self.fm(fm_fields) + self.mlp(deep)
         return logit.squeeze(1)
