@@ -141,6 +141,9 @@ class MultiTaskObjective:
             for key, rows in golds.items():
                 self._golds.setdefault(key, []).extend(rows)
 
+    def metric_names(self) -> List[str]:
+        return expected_metric_keys(list(self.tasks.values()), self.prefix)
+
     def compute_metrics(self) -> Dict[str, float]:
         p = self.prefix
         metrics: Dict[str, float] = {}
