@@ -106,7 +106,8 @@ class Trainer:
         self.train_dataloaders = self._create_dataloaders(train_datasets, is_eval=False)
         self.eval_dataloaders = self._create_dataloaders(eval_datasets, is_eval=True)
         self.test_dataloaders = self._create_dataloaders(test_datasets or {}, is_eval=True)
-        self.objective = MultiTaskObjective(config.tasks)
+        extra = {name: getattr(ds, "extra_labels", {}) for name, ds in {**(test_datasets or {}), **eval_datasets}.items()}
+        self.objective = MultiTaskObjective(config.tasks, extra_labels={k: v for k, v in extra.items() if v})
         self.output_dir = Path(self.training.output_dir)
         self.fit_result: Optional[FitResult] = None
         self._closed = False
