@@ -149,9 +149,10 @@ def test_bad_monitor_and_missing_test_data(make_config):
     cfg = load_experiment_config(make_config(metric_for_best_model="eval_Sentiment_f1"))
     for task in cfg.tasks:
         task.test_data_path = None
-    trainer = Trainer.from_config(cfg)
     with pytest.raises(ValueError, match="eval_Sentiment_sentiment_head_f1"):
-        trainer.train()
+        Trainer.from_config(cfg)  # before the loggers open or anything trains
+    cfg.training.metric_for_best_model = "eval_Sentiment_sentiment_head_f1"
+    trainer = Trainer.from_config(cfg)
     with pytest.raises(ValueError, match="no test data"):
         trainer.evaluate(test=True)
     trainer.close()

@@ -53,6 +53,28 @@ def test_model_path_that_cannot_be_a_folder_fails_at_construction(tmp_path):
         trainer(blocker / "sub")
 
 
+def test_read_only_model_path_fails_before_training(tmp_path, monkeypatch):
+    # Permission bits do not stop root (CI runs as root here): stand in for a read-only folder.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode))
+    with pytest.raises(PermissionError, match=r"model_path .* is not writable .*pass a folder you can write to"):
+        trainer(tmp_path / "run")
+    monkeypatch.setattr(os, "access", real_access)
+    _, _, (train_dl, val_dl, _) = loaders()
+    t = trainer(tmp_path / "run")
+    trained = []
+    t.task.training_step = lambda model, batch: trained.append(1)
+    from pathlib import Path
+
+    def refuse(self, data):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)  # the write probe at fit start
+    with pytest.raises(PermissionError, match="Read-only file system"):
+        t.fit(train_dl, val_dl)
+    assert not trained  # found before epoch 0, not after it
+
+
 def test_misspelt_monitor_fails_before_anything_is_written(tmp_path):
     _, _, (train_dl, val_dl, _) = loaders()
     t = trainer(tmp_path / "run", earlystop_monitor="acu")

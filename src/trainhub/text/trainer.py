@@ -28,7 +28,7 @@ from trainhub.text.config import ExperimentConfig, load_experiment_config, save_
 from trainhub.text.objective import MultiTaskObjective, expected_metric_keys
 from trainhub.text.processing import DataProcessor, TaskCollator, save_label_maps
 from trainhub.text.sampling import MultiTaskLoader, SequentialTaskLoader
-from trainhub.engine.run_folder import ensure_writable_dir
+from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 
 __all__ = ["Trainer", "linear_warmup_schedule"]
 
@@ -97,6 +97,7 @@ class Trainer:
                  eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
         self.config = config
         self.training = config.training
+        check_output_dir(self.training.output_dir, "training.output_dir")  # before the loggers write there
         # Each batch trains one task's heads only: DDP must not wait for the other heads' gradients.
         self.runtime = Runtime(device=self.training.resolved_device(), find_unused_parameters=True)
         self.device = self.runtime.device
@@ -112,6 +113,8 @@ class Trainer:
         self.fit_result: Optional[FitResult] = None
         self._closed = False
         self.logger: Optional[MultiLogger] = None
+        if self.eval_dataloaders and self.training.eval_strategy != "no":
+            self._check_monitor()  # before the loggers write anything
         self._init_logger()
 
     # ------------------------------------------------------------------ construction
