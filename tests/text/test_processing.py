@@ -81,7 +81,8 @@ def test_num_labels_mismatch_is_an_error_listing_every_label():
         build_label_maps(t, rows)
     ids = TaskConfig(name="t", type="classification", data_path="x", heads=[HeadConfig(name="h", num_labels=2)])
     with pytest.raises(ValueError, match=r"c.tsv, row 4: label '2' .* is not an id below num_labels=2"):
-        build_label_maps(ids, [{"labels": {"h": 0}, "where": "c.tsv, row 2"}, {"labels": {"h": 2}, "where": "c.tsv, row 4"}])
+        build_label_maps(ids, [{"labels": {"h": 0}, "where": "c.tsv, row 2"},
+                               {"labels": {"h": 2}, "where": "c.tsv, row 4"}])
 
 
 def test_to_iob2():

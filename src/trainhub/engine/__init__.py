@@ -1,8 +1,8 @@
 """The shared training engine: one loop, one Task seam, and the pieces around it."""
 
 from trainhub.engine.checkpoint import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     load_state,
     load_weights,
     save_state,

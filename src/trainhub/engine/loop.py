@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainhub.engine.callbacks import fire
-from trainhub.engine.checkpoint import CheckpointError, Checkpointer, plain_state_dict
+from trainhub.engine.checkpoint import Checkpointer, CheckpointError, plain_state_dict
 from trainhub.engine.resume import load_loader_state, loader_state
 from trainhub.engine.resume import rng_state as _rng_state
 from trainhub.engine.resume import set_rng_state as _set_rng_state

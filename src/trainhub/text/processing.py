@@ -221,8 +221,8 @@ def _check_declared(task: TaskConfig, head: Any, names: List[str], examples: Lis
                 continue
             if task.type == "single_label_classification" and _is_int_label(label) and 0 <= int(label) < len(names):
                 continue  # an id into explicitly named labels
-            raise ValueError(f"{ex.get('where', '?')}: label {label!r} of task {task.name!r} head {head.name!r} is not in the "
-                             f"inventory {how} {names}; fix the row, or add the label to the config")
+            raise ValueError(f"{ex.get('where', '?')}: label {label!r} of task {task.name!r} head {head.name!r} is "
+                             f"not in the inventory {how} {names}; fix the row, or add the label to the config")
 
 
 def build_label_maps(task: TaskConfig, examples: List[Dict[str, Any]],
@@ -256,7 +256,8 @@ def build_label_maps(task: TaskConfig, examples: List[Dict[str, Any]],
                 top = max(int(v) for v in values) + 1
                 if head.num_labels and top > head.num_labels:
                     bad = next(ex for ex in examples if int(ex["labels"][head.name]) >= head.num_labels)
-                    raise ValueError(f"{bad.get('where', '?')}: label {str(bad['labels'][head.name])!r} of task {task.name!r} head "
+                    value = str(bad["labels"][head.name])
+                    raise ValueError(f"{bad.get('where', '?')}: label {value!r} of task {task.name!r} head "
                                      f"{head.name!r} is not an id below num_labels={head.num_labels}; fix the row or "
                                      "raise num_labels")
                 found = [str(i) for i in range(max(top, head.num_labels or 0))]

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
 from trainhub.engine.checkpoint import remove_run_files
+from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 from trainhub.logging import MultiLogger, flatten_params
 from trainhub.text.bucketing import LengthGroupedBatchSampler, RandomBatchSampler
 from trainhub.text.checkpoint import TextCheckpointer
@@ -28,7 +29,6 @@ from trainhub.text.config import ExperimentConfig, load_experiment_config, save_
 from trainhub.text.objective import MultiTaskObjective, expected_metric_keys
 from trainhub.text.processing import DataProcessor, TaskCollator, save_label_maps
 from trainhub.text.sampling import MultiTaskLoader, SequentialTaskLoader
-from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 
 __all__ = ["Trainer", "linear_warmup_schedule"]
 
@@ -107,8 +107,10 @@ class Trainer:
         self.train_dataloaders = self._create_dataloaders(train_datasets, is_eval=False)
         self.eval_dataloaders = self._create_dataloaders(eval_datasets, is_eval=True)
         self.test_dataloaders = self._create_dataloaders(test_datasets or {}, is_eval=True)
-        extra = {name: getattr(ds, "extra_labels", {}) for name, ds in {**(test_datasets or {}), **eval_datasets}.items()}
-        self.objective = MultiTaskObjective(config.tasks, extra_labels={k: v for k, v in extra.items() if v})
+        # Eval/test labels the heads have no class for (one id assignment per task for both splits).
+        held_out = {**(test_datasets or {}), **eval_datasets}
+        extra = {name: ds.extra_labels for name, ds in held_out.items() if getattr(ds, "extra_labels", None)}
+        self.objective = MultiTaskObjective(config.tasks, extra_labels=extra)
         self.output_dir = Path(self.training.output_dir)
         self.fit_result: Optional[FitResult] = None
         self._closed = False

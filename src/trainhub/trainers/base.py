@@ -19,6 +19,7 @@ from trainhub.engine import (
     Runtime,
     evaluate,
     fit,
+    run_folder,
     save_state,
     train_epoch,
     unwrap_model,
@@ -27,7 +28,6 @@ from trainhub.engine.checkpoint import plain_state_dict, remove_run_files
 from trainhub.engine.loop import check_monitor
 from trainhub.logging import build_logger
 from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
-from trainhub.engine import run_folder
 
 __all__ = ["RecTrainer"]
 
