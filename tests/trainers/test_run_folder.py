@@ -240,3 +240,19 @@ def test_trainer_state_of_the_text_trainer_is_documented_json(tmp_path):
     ck._static_written = True  # weights only: no tokenizer or config in this unit test
     ck.save_best(torch.nn.Linear(2, 1), meta)
     assert json.loads((tmp_path / "best_model" / "trainer_state.json").read_text()) == meta
+
+
+def test_new_mtl_run_removes_the_earlier_runs_weights_file_only(tmp_path):
+    from tests.trainers.test_mtl_trainer import make_mtl_data
+    from trainhub.models.multitask import SharedBottom
+
+    features, x, y = make_mtl_data(120, 0)
+    loader = make_loader(DictDataset(x, y), 40)
+    (tmp_path / "model_final.pth").write_bytes(b"the user's own file")
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = SharedBottom(features, ["classification"] * 2, {"dims": [4]}, [{"dims": [4]}] * 2)
+        MTLTrainer(model, ["classification"] * 2, n_epoch=1, model_path=tmp_path, progress=False).fit(
+            loader, loader, seed=seed)
+    assert not (tmp_path / "model_base_0.pth").exists() and (tmp_path / "model_base_1.pth").is_file()
+    assert (tmp_path / "model_final.pth").read_bytes() == b"the user's own file"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -66,7 +67,7 @@ class RecTrainer:
     """
 
     model_filename = "model.pth"
-    model_file_glob = "model.pth"  # the weights files a run leaves in model_path
+    model_file_pattern = r"model\.pth"  # names of the weights files a run leaves in model_path
 
     def __init__(
         self,
@@ -205,7 +206,9 @@ class RecTrainer:
                         "epoch). Pass resume=False to start a new run, resume='auto' to continue only when the file "
                         "exists, or the model_path of the run you mean to continue")
                 if not (self.config.resume and last.is_file()):
-                    files = sorted(self.model_path.glob(self.model_file_glob)) + self.checkpointer.run_files()
+                    pattern = re.compile(self.model_file_pattern)
+                    files = sorted(p for p in self.model_path.glob("model*.pth") if pattern.fullmatch(p.name))
+                    files += self.checkpointer.run_files()
                     remove_run_files(files + run_folder.log_files(self._logger_spec[1]), self.model_path)
             except Exception as err:  # noqa: BLE001 - raised on every rank below
                 error = err
