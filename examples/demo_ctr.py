@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler
 
+import trainhub
 from trainhub.data import CategoricalEncoder, DataGenerator, df_to_dict
 from trainhub.features import DenseFeature, SparseFeature
 from trainhub.models.ranking import DeepFM
@@ -61,6 +62,7 @@ def run(name: str, frames: list[pd.DataFrame], out: Path, epochs: int, batch_siz
         (x, y), (xv, yv), (xt, yt) = data
         train_dl, val_dl, test_dl = DataGenerator(x, y).generate_dataloader(xv, yv, xt, yt, batch_size=batch_size,
                                                                             seed=seed)
+    trainhub.seed_everything(seed)  # before the model: its initial weights are random
     model = DeepFM(deep_features=dense + sparse, fm_features=sparse,
                    mlp_params={"dims": [64, 32], "dropout": 0.2, "activation": "relu"})
     trainer = CTRTrainer(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import trainhub
 from trainhub.data import DataGenerator, df_to_dict, generate_seq_feature
 from trainhub.features import SequenceFeature, SparseFeature
 from trainhub.models.ranking import DIN
@@ -70,6 +71,7 @@ def main() -> None:
     train_dl, val_dl, test_dl = DataGenerator(x, y).generate_dataloader(xv, yv, xt, yt, batch_size=args.batch_size,
                                                                         seed=args.seed)
 
+    trainhub.seed_everything(args.seed)  # before the model: its initial weights are random
     model = DIN(features=features, history_features=history_features, target_features=target_features,
                 mlp_params={"dims": [64, 32], "dropout": 0.1},
                 attention_mlp_params={"dims": [32, 16]})

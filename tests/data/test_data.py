@@ -71,6 +71,29 @@ def test_encoder_oov_missing_and_round_trip(tmp_path):
     pd.testing.assert_frame_equal(out, again)
 
 
+def test_encoder_file_is_readable_by_others_and_hand_edited_ids_are_refused(tmp_path):
+    import json
+
+    enc = CategoricalEncoder(["c"]).fit(pd.DataFrame({"c": ["a", "b", "c"]}))
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = enc.save(tmp_path / "encoder.json")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # the usual umask 022 applies, not mkstemp's 0600
+    payload = json.loads(path.read_text())
+    payload["vocab"]["c"]["c"] = payload["vocab"]["c"]["a"]  # two values share one id
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r"encoder.json: column 'c' gives id 2 to both 'a' and 'c'"):
+        CategoricalEncoder.load(path)
+    payload["vocab"]["c"]["c"] = 9  # an id past the table (vocab_sizes would be 5)
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r"column 'c' has ids \[9\] outside 2..4"):
+        CategoricalEncoder.load(path)
+
+
 def test_encoder_names_missing_column():
     with pytest.raises(KeyError, match="'nope'"):
         CategoricalEncoder(["nope"]).fit(pd.DataFrame({"a": [1]}))

@@ -191,3 +191,41 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path):
                 config=FitConfig(max_epochs=6, resume=True, progress=False))
     assert again.stopped_early and again.state.epoch == 3 and again.best_epoch == 0
     assert torch.equal(model2.weight, model.weight)  # best weights restored, nothing trained
+
+
+def test_gradient_scaler_lives_for_the_whole_run_and_resumes(tmp_path, monkeypatch):
+    # float16 scaling needs CUDA; a CPU GradScaler stands in to follow its state through last.ckpt.
+    from trainhub.engine import loop
+
+    made = []
+
+    class CPUScaled(loop._Precision):
+        def __init__(self, precision, device):
+            super().__init__("32", device)
+            self.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=2)
+            made.append(self.scaler)
+
+    monkeypatch.setattr(loop, "_Precision", CPUScaled)
+    model, opt = make()
+    ck = Checkpointer(tmp_path)
+    fit(model, RegressionTask(), opt, data(), config=FitConfig(max_epochs=2, progress=False), checkpointer=ck)
+    assert len(made) == 1  # one scaler for both epochs: its scale grew across them (8 steps, x2 per 2)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["scaler"]
+    assert saved["scale"] == 1024.0 * 2 ** 4 and saved["_growth_tracker"] == 0
+    model, opt = make(seed=5)
+    fit(model, RegressionTask(), opt, data(), checkpointer=ck, config=FitConfig(max_epochs=2, resume=True,
+                                                                                  progress=False))
+    assert made[-1].get_scale() == 1024.0 * 2 ** 4  # restored, not the initial 1024
+
+
+def test_rng_state_covers_every_stream():
+    import random
+
+    import numpy as np
+
+    from trainhub.engine.resume import rng_state, set_rng_state
+
+    state = rng_state()
+    draws = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    set_rng_state(state)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == draws

@@ -73,16 +73,41 @@ def test_char_spans_to_iob2_exact():
     assert split_words("'Shadow Syndicate'")[1] == ("Shadow", 1, 7)
 
 
-def test_wrong_offsets_warn_and_snap(caplog):
+def test_wrong_offsets_keep_only_whole_words_and_warn(caplog):
     text = "Jina langu ni John Doe na ninaishi Nairobi"
     with caplog.at_level(logging.WARNING, logger="trainhub.text.readers"):
         _, tags, _ = char_spans_to_iob2(text, [{"start": 13, "end": 21, "label": "PER"},
                                                {"start": 34, "end": 41, "label": "LOC"},
                                                {"start": 50, "end": 60, "label": "ORG"}], where="f.jsonl, row 1")
-    assert tags == ["O", "O", "O", "B-PER", "I-PER", "O", "O", "B-LOC"]
+    # ' John Do' covers "John" completely and cuts "Doe": only "John" is tagged (never grown outward);
+    # ' Nairob' covers no whole word: dropped.
+    assert tags == ["O", "O", "O", "B-PER", "O", "O", "O", "O"]
     msgs = [r.getMessage() for r in caplog.records]
-    assert any("f.jsonl, row 1" in m and "' John Do'" in m and "'John Doe'" in m for m in msgs)
+    assert any("f.jsonl, row 1" in m and "' John Do'" in m and "'John'" in m and "['Doe']" in m for m in msgs)
+    assert any("f.jsonl, row 1" in m and "' Nairob' covers no whole word; skipped" in m for m in msgs)
     assert any("outside the text" in m for m in msgs)
+
+
+def test_spans_never_snap_outward_to_words_they_only_touch(caplog):
+    with caplog.at_level(logging.WARNING, logger="trainhub.text.readers"):
+        _, tags, _ = char_spans_to_iob2("Kampuni ya Safaricom ilitangaza faida kubwa",
+                                        [{"start": 12, "end": 22, "label": "ORG"}], where="r.jsonl, row 3")
+        _, kicc, _ = char_spans_to_iob2("Mkutano utafanyika katika jengo la KICC",
+                                        [{"start": 32, "end": 36, "label": "LOC"}], where="r.jsonl, row 4")
+        _, padded, _ = char_spans_to_iob2("ni Nairobi .", [{"start": 2, "end": 11, "label": "LOC"}])
+    assert tags == ["O"] * 6  # 'afaricom i' is not "Safaricom ilitangaza"
+    assert kicc[-1] == "O"  # 'la K' is not "la KICC"
+    assert padded == ["O", "B-LOC", "O"]  # spaces around a word are no reason to warn
+    assert len(caplog.records) == 2 and "r.jsonl, row 3" in caplog.records[0].getMessage()
+
+
+def test_conll_with_inconsistent_columns_names_the_line(tmp_path):
+    path = tmp_path / "d.conll"
+    path.write_text("Rais O\nRuto B-PER\n\nJohn B-PER extra\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d\.conll, line 4: 3 columns \('John B-PER extra'\), but line 1 has 2"):
+        read_rows(path)
+    path.write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n", encoding="utf-8")  # CoNLL-2003: tag last
+    assert read_rows(path)[0]["tags"] == ["B-ORG", "O"]
 
 
 @pytest.mark.skipif(not JENGA.is_dir(), reason="../shared/data/text/jenga_ai_samples is absent")
@@ -98,4 +123,4 @@ def test_upstream_ner_sample_warns_for_three_rows_only(caplog):
     assert warned_rows == {"1", "3", "4"}  # only "William Ruto" (row 2) has correct offsets
     assert all(str(path) in r.getMessage() for r in caplog.records)
     assert examples[1]["labels"]["ner_head"] == ["O", "O", "O", "O", "B-PER", "I-PER"]
-    assert examples[0]["labels"]["ner_head"][3:5] == ["B-PER", "I-PER"]  # snapped to "John Doe"
+    assert examples[0]["labels"]["ner_head"][3:5] == ["B-PER", "O"]  # ' John Do': the whole word "John" only

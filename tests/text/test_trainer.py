@@ -149,9 +149,10 @@ def test_bad_monitor_and_missing_test_data(make_config):
     cfg = load_experiment_config(make_config(metric_for_best_model="eval_Sentiment_f1"))
     for task in cfg.tasks:
         task.test_data_path = None
-    trainer = Trainer.from_config(cfg)
     with pytest.raises(ValueError, match="eval_Sentiment_sentiment_head_f1"):
-        trainer.train()
+        Trainer.from_config(cfg)  # before the loggers open or anything trains
+    cfg.training.metric_for_best_model = "eval_Sentiment_sentiment_head_f1"
+    trainer = Trainer.from_config(cfg)
     with pytest.raises(ValueError, match="no test data"):
         trainer.evaluate(test=True)
     trainer.close()
@@ -204,6 +205,8 @@ def test_reload_best_and_predict(make_config):
 
 
 def test_resume_continues_from_last_checkpoint(make_config):
+    from trainhub.engine import CheckpointError
+
     cfg = load_experiment_config(make_config(num_epochs=1))
     first = Trainer.from_config(cfg)
     try:
@@ -213,11 +216,22 @@ def test_resume_continues_from_last_checkpoint(make_config):
     cfg2 = load_experiment_config(make_config(num_epochs=2))
     cfg2.training.output_dir = cfg.training.output_dir
     cfg2.training.resume = True
-    cfg2.training.seed = cfg.training.seed + 1  # a fresh run would differ from the first from step one
+    cfg2.training.seed = cfg.training.seed + 1  # other batch orders: continuing would silently differ
+    other = Trainer.from_config(cfg2)
+    try:
+        with pytest.raises(CheckpointError, match=r"task sampling differs from this run's \(seed: checkpoint 0"):
+            other.train()
+    finally:
+        other.close()
+    cfg2.training.seed = cfg.training.seed
     second = Trainer.from_config(cfg2)
+    steps = []
+    step = second.objective.training_step
+    second.objective.training_step = lambda model, batch: steps.append(1) or step(model, batch)
     try:
         result = second.train()
     finally:
         second.close()
     assert result.state.epoch == 2 and len(result.history) == 2
     assert result.history[0] == first_history[0]  # epoch 0 came from last.ckpt, not from training again
+    assert len(steps) == sum(len(dl) for dl in second.train_dataloaders.values())  # one epoch trained

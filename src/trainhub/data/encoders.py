@@ -237,8 +237,35 @@ class CategoricalEncoder:
 
     @classmethod
     def load(cls, path: str | Path) -> "CategoricalEncoder":
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        """Read an encoder written by :meth:`save`. A file whose ids were edited into duplicates or
+        gaps is refused: such ids would silently merge values or index past the embedding table."""
+        try:
+            payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+        missing = [k for k in ("columns", "min_freq", "vocab") if k not in payload]
+        if missing:
+            raise ValueError(f"{path}: missing keys {missing}; it was not written by CategoricalEncoder.save")
         enc = cls(payload["columns"], payload["min_freq"], hash_buckets=payload.get("hash_buckets"),
                   sequences=payload.get("sequences"), max_len=payload.get("max_len"), sep=payload.get("sep", ","))
-        enc.vocab = {col: {k: int(v) for k, v in m.items()} for col, m in payload["vocab"].items()}
+        enc.vocab = {col: _checked_ids(path, col, m) for col, m in payload["vocab"].items()}
         return enc
+
+
+def _checked_ids(path: str | Path, column: str, mapping: dict[str, Any]) -> dict[str, int]:
+    """``{value: id}`` with ids that are integers, unique and exactly ``2 .. len + 1``."""
+    way_out = "fit the encoder again and save it rather than editing the file"
+    ids: dict[int, str] = {}
+    for value, raw in mapping.items():
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"{path}: column {column!r}, value {value!r} has id {raw!r}, not an integer; {way_out}")
+        if raw in ids:
+            raise ValueError(f"{path}: column {column!r} gives id {raw} to both {ids[raw]!r} and {value!r}; "
+                             f"ids must be unique ({way_out})")
+        ids[raw] = value
+    expected = range(_FIRST_ID, _FIRST_ID + len(mapping))
+    stray = sorted(i for i in ids if i not in expected)
+    if stray:
+        raise ValueError(f"{path}: column {column!r} has ids {stray[:5]} outside {_FIRST_ID}..{expected[-1]} "
+                         f"({len(mapping)} values take ids {_FIRST_ID}.. in order); {way_out}")
+    return dict(mapping)

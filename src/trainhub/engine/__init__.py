@@ -1,12 +1,20 @@
 """The shared training engine: one loop, one Task seam, and the pieces around it."""
 
-from trainhub.engine.checkpoint import Checkpointer, load_state, load_weights, save_state, save_weights
+from trainhub.engine.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 from trainhub.engine.loop import FitConfig, FitResult, TrainState, evaluate, fit, train_epoch
 from trainhub.engine.runtime import Runtime, move_to_device, seed_everything, unwrap_model
 from trainhub.engine.stopping import EarlyStopping
 from trainhub.engine.task import StepOutput, Task
 
 __all__ = [
+    "CheckpointError",
     "Checkpointer",
     "EarlyStopping",
     "FitConfig",

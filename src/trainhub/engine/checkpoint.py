@@ -4,13 +4,22 @@
 * Resume state (optimizer, scheduler, loop counters, RNG) goes through ``torch.save`` and is read
   back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain data.
 * Every write lands in a temporary file in the same folder, is fsynced, then renamed over the
-  target, so a crash mid-write leaves the previous checkpoint intact.
+  target, so a crash mid-write leaves the previous checkpoint intact. A temporary file left by a
+  process killed mid-write is removed by the next write of the same target.
+* Files are created with the process umask (``0644`` under the usual ``022``), like any other
+  file the user writes, so a serving process or another user sharing the folder can read them.
+* A file that cannot be read (empty, truncated, not a checkpoint) raises :class:`CheckpointError`
+  naming the file and what to do about it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
+import pickle
+import re
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,19 +28,69 @@ from torch import nn
 
 from trainhub.engine.runtime import unwrap_model
 
+log = logging.getLogger(__name__)
+
 __all__ = [
-    "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state", "load_state", "Checkpointer",
+    "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
+    "load_state", "Checkpointer", "remove_stale_temps", "remove_run_files",
 ]
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be used; the message names the file and the way out."""
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    # ".<name>.<pid>.<hex>.tmp" (and the older ".<name>.<random>.tmp" of tempfile.mkstemp)
+    return re.compile(rf"^\.{re.escape(name)}\.(\d+\.)?[0-9A-Za-z_]+\.tmp$")
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of ``path`` left behind by a writer that was killed mid-write."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = _temp_pattern(path.name)
+    removed = []
+    for entry in path.parent.iterdir():
+        if pattern.match(entry.name):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:  # make the rename itself durable; not every platform can open a folder
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
+
+    The temporary file is created with mode ``0666`` minus the process umask (``tempfile``'s
+    ``0600`` would make checkpoints unreadable to anyone but their writer).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    remove_stale_temps(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = tmp.stat().st_mode & 0o777  # 0666 minus the umask, read without touching the umask
     try:
-        write(tmp)
+        write(str(tmp))
+        if tmp.stat().st_mode & 0o777 != mode:  # some writers (safetensors) recreate the file as 0600
+            os.chmod(tmp, mode)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -39,6 +98,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
@@ -73,12 +133,25 @@ def save_weights(path: str | os.PathLike, model_or_state: nn.Module | dict, meta
 
 
 def load_weights(path: str | os.PathLike, model: nn.Module | None = None, strict: bool = True):
-    """Read safetensors weights; load them into ``model`` when given, else return the state dict."""
+    """Read safetensors weights; load them into ``model`` when given, else return the state dict.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is empty, truncated or not a safetensors file.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({path.stat().st_size} bytes; {err}). It is damaged or "
+            "was not written by trainhub: restore it from a copy, or delete it and train again"
+        ) from err
     if model is None:
         return state
     unwrap_model(model).load_state_dict(state, strict=strict)
@@ -93,11 +166,70 @@ def save_state(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a file written by :func:`save_state`; never unpickles arbitrary objects."""
-    if not Path(path).is_file():
+def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+               hint: str | None = None) -> dict[str, Any]:
+    """Load a file written by :func:`save_state`; never unpickles arbitrary objects.
+
+    Args:
+        hint: what the user can do about a damaged file (appended to the error message).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is empty, truncated or not a checkpoint.
+        pickle.UnpicklingError: the file holds objects other than tensors and plain data (it is
+            refused, never executed).
+    """
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    way_out = hint or "restore it from a copy, or delete it"
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the write that made it never completed. {way_out}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            reason = next((ln.strip() for ln in str(err).splitlines() if "WeightsUnpickler error" in ln), "")
+            raise pickle.UnpicklingError(
+                f"{path} holds objects other than tensors and plain data, so it was refused without running any "
+                f"of its code ({reason.split('. ')[0]}). Only load files you wrote with trainhub"
+            ) from err
+        raise CheckpointError(f"{path} is damaged ({size} bytes; {_first_line(err)}). {way_out}") from err
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"{path} is truncated or damaged ({size} bytes; {type(err).__name__}: {_first_line(err)}). {way_out}"
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.split(". This is an internal")[0]  # torch's zip reader adds a paragraph of advice
+    return text[:200]
+
+
+RESUME_HINT = ("delete it to start a new run, or pass resume=False (a new run replaces it); "
+               "copying last.ckpt aside after each epoch keeps an older one to fall back on")
+
+
+def remove_run_files(paths: list[Path], folder: Path) -> list[Path]:
+    """Delete the files (and folders) of an earlier run that a new run in ``folder`` replaces,
+    with one warning naming them; returns what was removed."""
+    removed = []
+    for path in paths:
+        remove_stale_temps(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.exists():
+            path.unlink()
+            removed.append(path)
+    if removed:
+        names = ", ".join(str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p) for p in removed)
+        log.warning(
+            "%s held files of an earlier run (%s); a new run (resume off) replaces them, so they were removed. "
+            "Use another folder to keep both runs, or resume to continue the earlier one", folder, names)
+    return removed
 
 
 class Checkpointer:
@@ -121,6 +253,14 @@ class Checkpointer:
     def last_path(self) -> Path:
         return self.dirpath / "last.ckpt"
 
+    def run_files(self) -> list[Path]:
+        """The files one run writes here (the loop's part; trainers add their own)."""
+        return [self.best_path, self.last_path]
+
+    def start_fresh(self) -> list[Path]:
+        """Remove an earlier run's best/last files so they never mix with a new run's."""
+        return remove_run_files(self.run_files(), self.dirpath)
+
     def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path:
         return save_weights(self.best_path, model, metadata)
 
@@ -134,4 +274,5 @@ class Checkpointer:
         return save_state(self.last_path, payload) if self.save_last else None
 
     def load_resume(self) -> dict[str, Any] | None:
-        return load_state(self.last_path) if self.last_path.is_file() else None
+        """The resume state, or None when there is no ``last.ckpt``; a damaged file is an error."""
+        return load_state(self.last_path, hint=RESUME_HINT) if self.last_path.is_file() else None

@@ -9,20 +9,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from trainhub.engine.callbacks import fire
-from trainhub.engine.checkpoint import Checkpointer, plain_state_dict
+from trainhub.engine.checkpoint import Checkpointer, CheckpointError, plain_state_dict
+from trainhub.engine.resume import load_loader_state, loader_state
+from trainhub.engine.resume import rng_state as _rng_state
+from trainhub.engine.resume import set_rng_state as _set_rng_state
 from trainhub.engine.runtime import Runtime, unwrap_model
 from trainhub.engine.stopping import EarlyStopping
 from trainhub.engine.task import StepOutput, Task
+from trainhub.metrics.undefined import collect_undefined, report_undefined
 from trainhub.optim import clip_grad_norm_
 
 __all__ = ["FitConfig", "TrainState", "FitResult", "fit", "train_epoch", "evaluate"]
@@ -43,7 +45,8 @@ class FitConfig:
         eval_every_n_steps: also validate every N optimizer steps (None: only at epoch ends).
         log_every_n_steps: log the running training loss every N optimizer steps.
         restore_best: after training, load the best validation weights into the model.
-        resume: continue from the checkpointer's ``last.ckpt`` when it exists.
+        resume: ``True`` continues from the checkpointer's ``last.ckpt`` (an error names the file
+            when it is missing); ``"auto"`` continues when it exists and starts afresh otherwise.
         progress: show tqdm progress bars (main process only; hidden when not on a terminal).
         precision: ``"32"`` (default), ``"bf16"`` (autocast to bfloat16, CPU or GPU) or ``"16"``
             (float16 autocast with a gradient scaler; CUDA only).
@@ -57,11 +60,16 @@ class FitConfig:
     eval_every_n_steps: int | None = None
     log_every_n_steps: int = 10
     restore_best: bool = True
-    resume: bool = False
+    resume: bool | str = False
     progress: bool = True
     precision: str = "32"
 
     def __post_init__(self) -> None:
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}: a run that trains nothing would "
+                             "only overwrite the files of an earlier run")
+        if self.resume not in (True, False, "auto"):
+            raise ValueError(f"resume must be True, False or 'auto', got {self.resume!r}")
         if self.precision not in ("32", "bf16", "16"):
             raise ValueError(f"precision must be '32', 'bf16' or '16', got {self.precision!r}")
         if self.scheduler_interval not in ("epoch", "step"):
@@ -96,24 +104,6 @@ class FitResult:
     @property
     def history(self) -> list[dict[str, float]]:
         return self.state.history
-
-
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]),
-        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    pos = state["python_pos"]
-    random.setstate((3, tuple(state["python"]), None if pos == -1 else pos))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
 
 
 def _is_plateau(scheduler: Any) -> bool:
@@ -173,18 +163,20 @@ def train_epoch(
     callbacks: Sequence[Any] = (),
     desc: str = "train",
     after_step: Callable[[], bool] | None = None,
+    precision: _Precision | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns the epoch's sample-weighted mean ``loss`` and parts.
 
     ``after_step`` runs after every optimizer step; when it returns True the epoch ends early
-    (used for step-based validation with early stopping).
+    (used for step-based validation with early stopping). ``precision`` carries the float16
+    gradient scaler from epoch to epoch (``fit`` passes one; by default a new one is made).
     """
     runtime = runtime or Runtime()
     config = config or FitConfig()
     state = state or TrainState()
     model.train()
     custom_backward = getattr(task, "backward", None)
-    precision = _Precision(config.precision, runtime.device)
+    precision = precision or _Precision(config.precision, runtime.device)
     if precision.scaler is not None and custom_backward is not None:
         raise ValueError("precision '16' cannot be combined with a task that runs its own backward; use 'bf16'")
     if custom_backward is not None and config.grad_accum_steps > 1:
@@ -286,8 +278,14 @@ def evaluate(
     was_training = model.training
     scoring.eval()
     try:
+        num_batches = 0
         for batch in tqdm(loader, desc=desc, disable=_bar_disabled(progress, runtime), leave=False):
             task.validation_step(scoring, runtime.to_device(batch))
+            num_batches += 1
+        if runtime.is_distributed and sharded:
+            num_batches = sum(runtime.all_gather_object(num_batches))
+        if num_batches == 0:
+            report_undefined(f"the {desc} data is empty (its loader yielded no batches)")
         return _global_metrics(task, runtime, sharded)
     finally:
         model.train(was_training)
@@ -308,6 +306,92 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
         log.warning("%s has no sync_metrics(gather): validation metrics are rank 0's share of the data only",
                     type(task).__name__)
     return runtime.broadcast_object(task.compute_metrics())
+
+
+def check_monitor(task: Task, stopper: EarlyStopping | None) -> None:
+    """Fail before any training when early stopping monitors a metric the task never produces
+    (tasks that know their metric names list them in ``metric_names()``)."""
+    names = getattr(task, "metric_names", None)
+    if stopper is None or not callable(names):
+        return
+    known = list(names())
+    if stopper.monitor not in known and stopper.monitor.removeprefix("val/") not in known:
+        raise ValueError(f"early stopping monitors {stopper.monitor!r}, but validation produces {known}; "
+                         "monitor one of these")
+
+
+def _warn_undefined(metrics: dict[str, float], reasons: list[str], stopper: EarlyStopping | None,
+                    warned: set[str], epoch: int) -> None:
+    """One warning per run for each validation metric that came out NaN, saying why and what follows."""
+    fresh = [k for k, v in metrics.items() if isinstance(v, float) and math.isnan(v) and k not in warned]
+    if not fresh:
+        return
+    warned.update(fresh)
+    why = "; ".join(reasons) if reasons else "the task returned NaN"
+    names = ", ".join(repr(k) for k in fresh)
+    message = f"validation metric {names} is undefined (NaN) at epoch {epoch}: {why}."
+    if stopper is not None and (stopper.monitor in fresh or stopper.monitor.removeprefix("val/") in fresh):
+        message += (f" Early stopping and the best checkpoint follow {stopper.monitor!r}: an undefined value "
+                    "neither counts as an improvement nor uses up patience, so training goes on; if no validation "
+                    "gives a defined value, the model keeps its last epoch's weights and no best checkpoint is "
+                    "written. Monitor a metric that is defined on this validation set, or fix the set")
+    log.warning(message)
+
+
+def _read_resume(checkpointer: Any, resume: bool | str, runtime: Runtime) -> dict | None:
+    """Rank 0 reads ``last.ckpt`` and hands it (or the error) to every rank (no shared filesystem
+    needed). ``resume=True`` without the file is an error; ``"auto"`` then starts afresh."""
+    runtime.barrier()
+    answer: dict[str, Any] = {}
+    if runtime.is_main:
+        try:
+            answer["payload"] = checkpointer.load_resume()
+            if answer["payload"] is None and resume != "auto":
+                raise FileNotFoundError(
+                    f"resume=True, but there is no {checkpointer.last_path} to continue from (a run writes it at the "
+                    "end of every epoch). Pass resume=False to start a new run, resume='auto' to continue only when "
+                    "the file exists, or the folder of the run you mean to continue"
+                )
+        except Exception as err:  # noqa: BLE001 - handed to every rank, raised below
+            answer["error"] = err
+    answer = runtime.broadcast_object(answer)
+    if "error" in answer:
+        raise answer["error"]
+    if answer["payload"] is None:
+        log.info("resume='auto': no %s yet, starting a new run", checkpointer.last_path)
+    return answer["payload"]
+
+
+def _restore(payload: dict, path: Any, *, model: nn.Module, optimizer: Any, scheduler: Any,
+             stopper: EarlyStopping | None, task: Any, state: TrainState, train_loader: Any, runtime: Runtime,
+             precision: _Precision, logger: Any) -> None:
+    """Put everything ``last.ckpt`` holds back in place."""
+    try:
+        unwrap_model(model).load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if scheduler is not None and "scheduler" in payload:
+            scheduler.load_state_dict(payload["scheduler"])
+        if stopper is not None and "stopper" in payload:
+            stopper.load_state_dict(payload["stopper"])
+        if "task" in payload and hasattr(task, "load_state_dict"):
+            task.load_state_dict(payload["task"])
+        if precision.scaler is not None and "scaler" in payload:
+            precision.scaler.load_state_dict(payload["scaler"])
+        loaders = payload.get("loader_per_rank")
+        if loaders and len(loaders) == runtime.world_size:
+            load_loader_state(train_loader, loaders[runtime.rank])
+        state.load_state_dict(payload["state"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} does not fit this run ({first}): it was written by another model, optimizer or data setup. "
+            "Pass resume=False to start a new run (it replaces the file), or resume from the folder of the run "
+            "that matches this setup"
+        ) from err
+    per_rank = payload.get("rng_per_rank")
+    _set_rng_state(per_rank[runtime.rank] if per_rank and len(per_rank) == runtime.world_size else payload["rng"])
+    if logger is not None and hasattr(logger, "load_state_dict") and payload.get("logger") is not None:
+        logger.load_state_dict(payload["logger"])  # drop what was logged after this checkpoint
 
 
 def fit(
@@ -346,34 +430,32 @@ def fit(
     val_loader = runtime.distribute_loader(val_loader, train=False)
     runtime.setup_optimizer(optimizer, model)
 
-    if config.resume and checkpointer is not None:
-        # Rank 0 reads last.ckpt and hands it to every rank (no shared filesystem needed).
-        runtime.barrier()
-        payload = runtime.broadcast_object(checkpointer.load_resume() if runtime.is_main else None)
-        if payload is not None:
-            unwrap_model(model).load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            if scheduler is not None and "scheduler" in payload:
-                scheduler.load_state_dict(payload["scheduler"])
-            state.load_state_dict(payload["state"])
-            if stopper is not None and "stopper" in payload:
-                stopper.load_state_dict(payload["stopper"])
-            if "task" in payload and hasattr(task, "load_state_dict"):
-                task.load_state_dict(payload["task"])
-            per_rank = payload.get("rng_per_rank")
-            _set_rng_state(per_rank[runtime.rank] if per_rank and len(per_rank) == runtime.world_size
-                           else payload["rng"])
-            log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
+    check_monitor(task, stopper if val_loader is not None else None)
+    precision = _Precision(config.precision, runtime.device)  # one gradient scaler for the whole run
+    payload = _read_resume(checkpointer, config.resume, runtime) if config.resume and checkpointer else None
+    if payload is not None:
+        _restore(payload, checkpointer.last_path, model=model, optimizer=optimizer, scheduler=scheduler,
+                 stopper=stopper, task=task, state=state, train_loader=train_loader, runtime=runtime,
+                 precision=precision, logger=logger)
+        log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
+    elif checkpointer is not None and runtime.is_main and hasattr(checkpointer, "start_fresh"):
+        checkpointer.start_fresh()  # an earlier run's best/last files must not mix with this run's
+    undefined_warned: set[str] = set()
 
     def validate(step: int) -> dict[str, float]:
         """Evaluate, track the best weights, and return the metrics."""
-        metrics = evaluate(model, task, val_loader, runtime=runtime, progress=config.progress)
+        with collect_undefined() as reasons:
+            metrics = evaluate(model, task, val_loader, runtime=runtime, progress=config.progress)
+        if runtime.is_main:
+            _warn_undefined(metrics, reasons, stopper, undefined_warned, state.epoch)
         fire(callbacks, "on_validation_end", state, metrics)
         if stopper is not None and stopper.update(metrics, step):
             result.best_metrics, result.best_epoch = dict(metrics), state.epoch
             if checkpointer is not None:
                 if runtime.is_main:
-                    checkpointer.save_best(model, {"epoch": state.epoch, "step": step, "monitor": stopper.monitor})
+                    checkpointer.save_best(model, {"epoch": state.epoch, "step": state.global_step,
+                                                   "monitor": stopper.monitor, "mode": stopper.mode,
+                                                   "best_value": stopper.best})
             else:
                 nonlocal best_cpu_state
                 best_cpu_state = plain_state_dict(model)
@@ -407,7 +489,7 @@ def fit(
         train_logs = train_epoch(
             model, task, optimizer, train_loader, runtime=runtime, config=config, state=state,
             scheduler=scheduler, logger=logger, callbacks=callbacks, desc=f"epoch {epoch}",
-            after_step=validate_on_step if step_eval else None,
+            after_step=validate_on_step if step_eval else None, precision=precision,
         )
         # Each rank trained on an equal-sized shard: the mean over ranks is the epoch's mean.
         train_logs = runtime.mean_over_ranks(train_logs)
@@ -438,12 +520,14 @@ def fit(
             logger.log_metrics(logs, step=epoch)
         if checkpointer is not None:
             rng = runtime.all_gather_object(_rng_state())  # each rank resumes its own random streams
+            loaders = runtime.all_gather_object(loader_state(train_loader))
             if runtime.is_main:
                 checkpointer.save_resume({
                     "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
                     "stopper": stopper.state_dict() if stopper is not None else None,
                     "task": task.state_dict() if hasattr(task, "state_dict") else None,
-                    "rng": rng[0], "rng_per_rank": rng,
+                    "rng": rng[0], "rng_per_rank": rng, "loader_per_rank": loaders, "scaler": precision.scaler,
+                    "logger": logger.state_dict() if hasattr(logger, "state_dict") else None,
                 })
         fire(callbacks, "on_epoch_end", state, logs)
         # Metrics are identical on every rank, so is the decision; rank 0's flag makes it certain.
@@ -456,6 +540,9 @@ def fit(
 
     if stopper is not None and result.best_epoch is None and stopper.best_step is not None:
         result.best_epoch = stopper.best_step  # best came from before a resume
+    if stopper is not None and val_loader is not None and stopper.best is None and runtime.is_main:
+        log.warning("no validation of this run gave a defined %r, so there is no best checkpoint: the model keeps "
+                    "the weights of its last epoch (%d)", stopper.monitor, state.epoch - 1)
     if config.restore_best and result.best_epoch is not None:
         # Rank 0 wrote the best weights; it reads them back and broadcasts them to every rank.
         has_best = checkpointer is not None and runtime.broadcast_object(runtime.is_main and checkpointer.has_best())

@@ -12,6 +12,7 @@ collective is a no-op, so single-process code paths are unchanged.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import random
 import weakref
@@ -23,17 +24,43 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Runtime", "seed_everything", "unwrap_model", "move_to_device", "resolve_device", "is_rowwise",
+__all__ = ["Runtime", "seed_everything", "was_seeded", "unwrap_model", "move_to_device", "resolve_device", "is_rowwise",
            "dist_timeout", "forward_through", "all_gather_rows", "all_reduce_mean_", "averaged_over_ranks"]
 
 log = logging.getLogger(__name__)
 
 
+_SEEDED = False
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    """Seed Python, NumPy and torch (CPU and every GPU); DataLoader workers follow.
+
+    Call it before building the model: its initial weights are drawn when it is built. Loader
+    workers need nothing more: each DataLoader draws its workers' base seed from torch's
+    generator, and every worker seeds Python, NumPy and torch from it.
+
+    Example:
+        >>> import trainhub
+        >>> trainhub.seed_everything(0)
+        >>> model = DeepFM(...)          # the same initial weights on every run
+    """
+    global _SEEDED
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be an integer, got {seed!r}") from None
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # every CUDA device too
+    _SEEDED = True
+
+
+def was_seeded() -> bool:
+    """Whether torch's global generator was seeded in this process (by :func:`seed_everything`,
+    or ``torch.manual_seed`` with a seed below 2**32: an unseeded process starts from a random
+    64-bit seed)."""
+    return _SEEDED or torch.initial_seed() < 2**32
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -19,7 +19,8 @@ class EarlyStopping:
             patience 2 and the best at epoch 0, training stops after epoch 2).
         min_delta: an improvement must beat the best by more than this.
 
-    NaN never counts as an improvement. ``state_dict()`` / ``load_state_dict()`` make it resumable.
+    NaN (a metric that could not be computed) never counts as an improvement and does not use up
+    patience either. ``state_dict()`` / ``load_state_dict()`` make it resumable.
     """
 
     monitor: str
@@ -53,6 +54,8 @@ class EarlyStopping:
         if key not in metrics:
             raise KeyError(f"early stopping monitors {self.monitor!r}, but the metrics are {sorted(metrics)}")
         value = float(metrics[key])
+        if math.isnan(value):
+            return False  # undefined (e.g. AUC of one class): neither better nor worse, patience is kept
         if self.improved(value):
             self.best, self.best_step, self.bad_evals = value, step, 0
             return True

@@ -40,6 +40,8 @@ class Task(Protocol):
       shape per-task gradients (GradNorm, MetaBalance).
     * ``epoch_logs() -> dict[str, float]``: extra values logged after each training epoch (e.g.
       loss weights).
+    * ``metric_names() -> list[str]``: the keys ``compute_metrics`` returns, so a misspelt
+      early-stopping monitor fails before training instead of after the first epoch.
     * ``sync_metrics(gather) -> None``: under several processes, merge every rank's validation
       state before ``compute_metrics``; ``gather(obj)`` returns each rank's ``obj`` in rank order.
       Without it, distributed validation reports rank 0's share only (with a warning).

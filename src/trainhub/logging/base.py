@@ -63,6 +63,23 @@ class MultiLogger:
     def log_artifact(self, path: str) -> None:
         self._call(("log_artifact",), path)
 
+    def stale_files(self) -> list[Any]:
+        """Files of an earlier run that the loggers found in their folders when they opened."""
+        return [f for lg in self.loggers if callable(getattr(lg, "stale_files", None)) for f in lg.stale_files()]
+
+    def _keyed(self) -> dict[str, Any]:
+        return {f"{i}:{type(lg).__name__}": lg for i, lg in enumerate(self.loggers)
+                if callable(getattr(lg, "state_dict", None)) and callable(getattr(lg, "load_state_dict", None))}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What each logger needs to continue a resumed run (e.g. how much of a CSV file is valid)."""
+        return {key: lg.state_dict() for key, lg in self._keyed().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, lg in self._keyed().items():
+            if key in state:
+                lg.load_state_dict(state[key])
+
     def close(self) -> None:
         """Close every logger once; safe to call again."""
         if self._closed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,11 @@ __all__ = ["CSVLogger"]
 
 
 class CSVLogger:
-    """Append metrics to ``save_dir/metrics.csv``; params go to ``save_dir/params.json``."""
+    """Append metrics to ``save_dir/metrics.csv``; params go to ``save_dir/params.json``.
+
+    ``state_dict()`` is the file's length; a resumed run's ``load_state_dict`` cuts the file back
+    to it, dropping the rows a killed run wrote after its last checkpoint.
+    """
 
     def __init__(self, save_dir: str | Path):
         self.save_dir = Path(save_dir)
@@ -32,6 +37,16 @@ class CSVLogger:
 
     def log_params(self, params: dict[str, Any]) -> None:
         write_text_atomic(self.save_dir / "params.json", json.dumps(params, indent=2, default=str))
+
+    def state_dict(self) -> dict[str, int]:
+        self._fh.flush()
+        return {"csv_bytes": self.path.stat().st_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        size = int(state.get("csv_bytes", -1))
+        if 0 <= size < self.path.stat().st_size:
+            self._fh.flush()
+            os.truncate(self.path, size)  # append mode: the next row lands at the new end
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+from trainhub.metrics.undefined import report_undefined
+
 __all__ = ["auc_score", "gauc_score", "log_loss", "BinaryAUC", "LogLoss", "GroupAUC"]
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,15 @@ def _binary_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
 
 
 def auc_score(y_true, y_score) -> float:
-    """ROC AUC; NaN (with a warning) when only one class is present."""
+    """ROC AUC; NaN (with a warning giving the class counts) when only one class is present."""
     y_true, y_score = _np(y_true), _np(y_score)
     if np.unique(y_true).size < 2:
-        log.warning("AUC is undefined with a single class in the labels; returning NaN")
+        if len(y_true) == 0:
+            report_undefined("AUC is undefined on no rows")
+        else:
+            n_pos = int((y_true > 0.5).sum())
+            report_undefined(f"AUC is undefined with a single class in the labels "
+                             f"({n_pos} positive, {len(y_true) - n_pos} negative rows)")
         return float("nan")
     return _binary_auc(y_true, y_score)
 
@@ -77,7 +84,9 @@ def gauc_score(y_true, y_score, groups, weights=None) -> float:
         total += w * _binary_auc(labels, y_score[idx])
         weight_sum += w
     if weight_sum == 0:
-        log.warning("GAUC is undefined: no group has both classes; returning NaN")
+        n_pos = int((y_true > 0.5).sum())
+        report_undefined(f"GAUC is undefined: none of the {len(starts)} groups has both classes "
+                         f"({n_pos} positive, {len(y_true) - n_pos} negative rows)")
         return float("nan")
     return total / weight_sum
 
@@ -121,7 +130,7 @@ class BinaryAUC(_Collect):
 
     def compute(self) -> float:
         scores, labels = self._cat()
-        return auc_score(labels, scores) if len(labels) else float("nan")
+        return auc_score(labels, scores)
 
 
 class LogLoss:
@@ -145,7 +154,10 @@ class LogLoss:
         self._sum, self._count = sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def compute(self) -> float:
-        return self._sum / self._count if self._count else math.nan
+        if not self._count:
+            report_undefined("log loss is undefined on no rows")
+            return math.nan
+        return self._sum / self._count
 
 
 class GroupAUC(_Collect):
@@ -168,5 +180,6 @@ class GroupAUC(_Collect):
     def compute(self) -> float:
         scores, labels = self._cat()
         if not len(labels):
+            report_undefined("GAUC is undefined on no rows")
             return float("nan")
         return gauc_score(labels, scores, torch.cat(self._groups).numpy())

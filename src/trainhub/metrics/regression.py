@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from trainhub.metrics.undefined import report_undefined
+
 __all__ = ["mse_score", "MeanSquaredError"]
 
 
@@ -40,4 +42,7 @@ class MeanSquaredError:
         self._sum, self._count = sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def compute(self) -> float:
-        return self._sum / self._count if self._count else math.nan
+        if not self._count:
+            report_undefined("MSE is undefined on no rows")
+            return math.nan
+        return self._sum / self._count

@@ -89,6 +89,9 @@ class CTRTask:
         self.auc.sync(gather)
         self.logloss.sync(gather)
 
+    def metric_names(self) -> list[str]:
+        return ["auc", "logloss"]
+
     def compute_metrics(self) -> dict[str, float]:
         metrics = {"auc": self.auc.compute(), "logloss": self.logloss.compute()}
         self.auc.reset()

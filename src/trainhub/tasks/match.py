@@ -342,6 +342,9 @@ class MatchTask:
         parts = gather((self._row_auc, self._rows, self._loss_sum, self._seen))
         self._row_auc, self._rows, self._loss_sum, self._seen = (sum(p[i] for p in parts) for i in range(4))
 
+    def metric_names(self) -> list[str]:
+        return ["auc", "loss"]
+
     def compute_metrics(self) -> dict[str, float]:
         if self._rows:
             auc = self._row_auc / self._rows

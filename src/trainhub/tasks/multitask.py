@@ -176,6 +176,9 @@ class MTLTask:
         for m in self.metrics:
             m.sync(gather)
 
+    def metric_names(self) -> list[str]:
+        return [self.metric_name(i) for i in range(self.num_tasks)]
+
     def compute_metrics(self) -> dict[str, float]:
         values = {self.metric_name(i): m.compute() for i, m in enumerate(self.metrics)}
         for m in self.metrics:

@@ -6,7 +6,9 @@
 * ``encoder/config.json``: the encoder architecture (rebuilt with ``AutoModel.from_config``);
 * tokenizer files (``tokenizer.json``, ``tokenizer_config.json``, ...);
 * ``experiment_config.yaml``: the config with discovered labels filled in;
-* ``label_maps.json``: ``{task: {"type", "heads": {head: [label names]}}}``.
+* ``label_maps.json``: ``{task: {"type", "heads": {head: [label names]}}}``;
+* ``trainer_state.json``: ``{"epoch", "step", "monitor", "mode", "best_value"}`` of the best
+  evaluation (``step`` counts optimizer steps).
 
 ``<output_dir>/last.ckpt`` is the resume state (when ``save_strategy`` is not ``best``/``no``).
 """
@@ -19,7 +21,15 @@ from typing import Any, Dict, Optional
 
 from torch import nn
 
-from trainhub.engine.checkpoint import load_state, load_weights, save_state, save_weights, write_text_atomic
+from trainhub.engine.checkpoint import (
+    RESUME_HINT,
+    load_state,
+    load_weights,
+    remove_run_files,
+    save_state,
+    save_weights,
+    write_text_atomic,
+)
 from trainhub.text.config import ExperimentConfig, save_experiment_config
 from trainhub.text.processing import save_label_maps
 
@@ -75,6 +85,18 @@ class TextCheckpointer:
     def last_path(self) -> Path:
         return self.dirpath / "last.ckpt"
 
+    @property
+    def final_dir(self) -> Path:
+        return self.dirpath / "final_model"
+
+    def run_files(self) -> list[Path]:
+        """What one run writes here: the best-model folder, the resume state and ``final_model``."""
+        return [self.best_dir, self.last_path, self.final_dir]
+
+    def start_fresh(self) -> list[Path]:
+        """Remove an earlier run's folders and files so they never mix with a new run's."""
+        return remove_run_files(self.run_files(), self.dirpath)
+
     def save_best(self, model: nn.Module, metadata: Optional[Dict[str, Any]] = None) -> Path:
         if not self._static_written:
             # Tokenizer and configs do not change during training: write them once.
@@ -82,7 +104,7 @@ class TextCheckpointer:
             self._static_written = True
         else:
             save_weights(self.best_path, model, metadata)
-        write_text_atomic(self.best_dir / "trainer_state.json", json.dumps(metadata or {}, default=str))
+        write_text_atomic(self.best_dir / "trainer_state.json", json.dumps(metadata or {}, indent=2, default=str))
         return self.best_path
 
     def has_best(self) -> bool:
@@ -95,4 +117,5 @@ class TextCheckpointer:
         return save_state(self.last_path, payload) if self.save_last else None
 
     def load_resume(self) -> Optional[Dict[str, Any]]:
-        return load_state(self.last_path) if self.last_path.is_file() else None
+        return load_state(self.last_path, hint=RESUME_HINT.replace("resume=False", "training.resume: false"))\
+            if self.last_path.is_file() else None

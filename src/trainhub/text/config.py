@@ -135,6 +135,9 @@ class TrainingConfig(_Section):
     left unset is inferred from the metric name (``loss``/``mse``/``mae`` lower is better).
     ``early_stopping_patience`` None disables stopping, but the best checkpoint is still kept.
     ``eval_steps`` validates every N optimizer steps instead of at epoch ends.
+    ``resume: true`` continues from ``<output_dir>/last.ckpt`` (an error when it is missing),
+    ``"auto"`` continues when it exists; without resume a new run replaces an earlier run's
+    ``best_model/``, ``last.ckpt`` and ``final_model/`` in ``output_dir``.
     ``group_by_length`` batches examples of similar token length (sorted inside shuffled pools of
     ``group_by_length_pool`` batches, then the batches shuffled), so less padding is computed.
     """
@@ -158,7 +161,7 @@ class TrainingConfig(_Section):
     eval_steps: Optional[int] = Field(None, ge=1)
     logging_steps: int = Field(1, ge=1)
     seed: int = 42
-    resume: bool = False
+    resume: Union[Literal["auto"], bool] = False
     device: Optional[str] = None
     task_sampling: Literal["round_robin", "proportional", "temperature"] = "round_robin"
     group_by_length: bool = False

@@ -112,7 +112,10 @@ class SingleLabelClassificationTask(BaseTask):
     """One or more softmax heads on the pooled sentence vector; cross-entropy (-100 ignored)."""
 
     def head_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target.long(), ignore_index=IGNORE_INDEX)
+        target = target.long()
+        if not self.training and not bool((target != IGNORE_INDEX).any()):
+            return logits.sum() * 0.0  # an eval batch with no scorable row (labels the head lacks)
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
 
 
 MultiHeadSingleLabelClassificationTask = SingleLabelClassificationTask  # upstream name

@@ -62,11 +62,15 @@ class MultiTaskObjective:
     Args:
         tasks: the task configs (types, heads, label maps, multi-label thresholds).
         prefix: metric key prefix.
+        extra_labels: ``{task: {head: [names]}}`` of eval/test labels the head has no class for
+            (their ids follow the head's classes): scored as errors, left out of the loss.
     """
 
-    def __init__(self, tasks: Sequence[TaskConfig], prefix: str = "eval_"):
+    def __init__(self, tasks: Sequence[TaskConfig], prefix: str = "eval_",
+                 extra_labels: Optional[Dict[str, Dict[str, List[str]]]] = None):
         self.tasks = {t.name: t for t in tasks}
         self.prefix = prefix
+        self.extra_labels = {k: dict(v) for k, v in (extra_labels or {}).items()}
         self._train_loss: Dict[str, List[float]] = {}
         self._tokens = [0, 0]  # real (non-padding) and padded tokens this epoch
         self._epoch_start: Optional[float] = None
@@ -77,11 +81,30 @@ class MultiTaskObjective:
         self._preds: Dict[Tuple[str, str], List[np.ndarray]] = {}
         self._golds: Dict[Tuple[str, str], List[np.ndarray]] = {}
 
-    def _forward(self, model: nn.Module, name: str, batch: Dict[str, Any]) -> Dict[str, Any]:
+    def _forward(self, model: nn.Module, name: str, batch: Dict[str, Any], labels: Any = None) -> Dict[str, Any]:
         if name not in self.tasks:
             raise KeyError(f"batch for unknown task {name!r}; tasks are {list(self.tasks)}")
         return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), task_id=name,
-                     labels=batch.get("labels"), token_type_ids=batch.get("token_type_ids"))
+                     labels=batch.get("labels") if labels is None else labels,
+                     token_type_ids=batch.get("token_type_ids"))
+
+    def _scorable(self, name: str, labels: Any) -> Any:
+        """Labels for the loss: ids of labels the head has no class for (eval/test only) are
+        ignored (-100), the extra multi-label columns cut off."""
+        extra = self.extra_labels.get(name)
+        if not extra or not isinstance(labels, dict):
+            return labels
+        task = self.tasks[name]
+        out = dict(labels)
+        for head in task.heads:
+            if head.name not in extra or head.name not in out:
+                continue
+            target, classes = out[head.name], int(head.num_labels or 0)
+            if task.type == "multi_label_classification":
+                out[head.name] = target[:, :classes]
+            else:
+                out[head.name] = torch.where(target >= classes, torch.full_like(target, IGNORE_INDEX), target)
+        return out
 
     def training_step(self, model: nn.Module, batch: Any) -> StepOutput:
         name, inner = _unpack(batch)
@@ -111,7 +134,7 @@ class MultiTaskObjective:
     @torch.no_grad()
     def validation_step(self, model: nn.Module, batch: Any) -> None:
         name, inner = _unpack(batch)
-        out = self._forward(model, name, inner)
+        out = self._forward(model, name, inner, labels=self._scorable(name, inner.get("labels")))
         n = int(inner["input_ids"].shape[0])
         self._loss.setdefault(name, []).extend([float(out["loss"]) * n, n])
         task = self.tasks[name]
@@ -126,7 +149,12 @@ class MultiTaskObjective:
                     self._preds.setdefault(key, []).append(row_pred[keep])
                     self._golds.setdefault(key, []).append(row_gold[keep])
             else:
-                self._preds.setdefault(key, []).append(logits.numpy())
+                logits = logits.numpy()
+                if task.type == "multi_label_classification" and gold.shape[-1] > logits.shape[-1]:
+                    # labels the head has no output for are never predicted: false negatives
+                    missing = np.full((logits.shape[0], gold.shape[-1] - logits.shape[-1]), -1e9, logits.dtype)
+                    logits = np.concatenate([logits, missing], axis=-1)
+                self._preds.setdefault(key, []).append(logits)
                 self._golds.setdefault(key, []).append(gold)
 
     def sync_metrics(self, gather) -> None:
@@ -140,6 +168,9 @@ class MultiTaskObjective:
                 self._preds.setdefault(key, []).extend(rows)
             for key, rows in golds.items():
                 self._golds.setdefault(key, []).extend(rows)
+
+    def metric_names(self) -> List[str]:
+        return expected_metric_keys(list(self.tasks.values()), self.prefix)
 
     def compute_metrics(self) -> Dict[str, float]:
         p = self.prefix
@@ -158,7 +189,8 @@ class MultiTaskObjective:
                     continue
                 preds, golds = self._preds[key], self._golds[key]
                 if task.type == "ner":
-                    label_map = {i: lab for i, lab in enumerate(head.labels or [])}
+                    names = list(head.labels or []) + self.extra_labels.get(name, {}).get(head.name, [])
+                    label_map = dict(enumerate(names))
                     values = compute_ner_metrics(preds, golds, label_map)
                 elif task.type == "single_label_classification":
                     values = compute_classification_metrics(np.concatenate(preds), np.concatenate(golds))

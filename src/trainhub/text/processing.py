@@ -4,14 +4,22 @@
 with the config's ``num_labels`` / ``label_maps`` filled in from the data; test datasets (when a
 task has ``test_data_path``) are in ``processor.test_datasets``.
 
-Label ids per head:
-* single-label: the config's ``labels``/``label_maps`` if given; else integer labels keep their
-  value as id (names ``"0"``, ``"1"``, ...); else the sorted set of label strings over all splits.
-* multi-label: a list of label names per row is multi-hot over the inventory (``task.labels``,
-  else the sorted union); a ``{head: [0/1, ...]}`` dict per row is used as is.
-* NER: IOB2 tags; ids are ``O`` then ``B-``/``I-`` of each entity type in sorted order. Only the
-  first sub-token of each word carries the word's label; other sub-tokens and special tokens
-  get -100 (ignored by the loss and the metrics).
+Label inventory per head, strict where the config is explicit and loud where it is not:
+
+* **Declared** (``heads[].labels``, ``label_maps``, a multi-label task's ``labels``, or
+  ``num_labels``): a label outside it, in any split, is an error naming the file, row and label;
+  a ``num_labels`` that the training labels do not match is an error listing them all.
+* **Inferred** (nothing declared): the inventory comes from the **training** rows only and is
+  logged in full. A label that appears only in eval/test rows is reported by name (with counts
+  and its first rows); it gets an id past the head's classes, so every such row counts as an
+  error in accuracy/precision/recall/F1 (the model cannot predict it) and is left out of the
+  eval loss. It never becomes a class of the head.
+
+Ids: single-label uses the inventory order (integer labels keep their value as id, names ``"0"``,
+``"1"``, ...; otherwise label strings sorted); multi-label rows are multi-hot over the inventory
+(a ``{head: [0/1, ...]}`` dict per row is used as is); NER tags are IOB2, ids ``O`` then
+``B-``/``I-`` of each entity type in sorted order. Only the first sub-token of each word carries
+the word's label; other sub-tokens and special tokens get -100 (ignored by the loss and metrics).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ __all__ = [
     "TaskCollator",
     "align_labels_to_tokens",
     "build_label_maps",
+    "held_out_only_labels",
     "classification_collate_fn",
     "ner_collate_fn",
     "ner_label_list",
@@ -167,45 +176,144 @@ def _is_int_label(v: Any) -> bool:
     return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())
 
 
-def build_label_maps(task: TaskConfig, examples: List[Dict[str, Any]]) -> Dict[str, List[str]]:
-    """Label names (in id order) per head, from the config when given, else from the examples.
+def _declared(task: TaskConfig, head: Any) -> Optional[List[str]]:
+    if head.labels:
+        return list(head.labels)
+    if task.label_maps and head.name in task.label_maps:
+        return [task.label_maps[head.name][i] for i in sorted(task.label_maps[head.name])]
+    if task.type == "multi_label_classification" and task.labels:
+        return list(task.labels)
+    return None
+
+
+def _raw_labels(task: TaskConfig, value: Any) -> List[str]:
+    """The label names one example's value holds (none for 0/1 vectors and regression targets)."""
+    if task.type == "ner":
+        return [str(t) for t in value]
+    if task.type == "single_label_classification":
+        return [str(value)]
+    if task.type == "multi_label_classification" and isinstance(value, list) and value and isinstance(value[0], str):
+        return [str(v) for v in value]
+    return []
+
+
+def label_counts(task: TaskConfig, head: str, examples: List[Dict[str, Any]]) -> Dict[str, List[Any]]:
+    """``{label: [count, first row's "file, row N"]}`` over ``examples``, in order of appearance."""
+    seen: Dict[str, List[Any]] = {}
+    for ex in examples:
+        for name in _raw_labels(task, ex["labels"][head]):
+            entry = seen.setdefault(name, [0, ex.get("where", "?")])
+            entry[0] += 1
+    return seen
+
+
+def _describe(seen: Dict[str, List[Any]], names: Sequence[str]) -> str:
+    return ", ".join(f"{n!r} ({seen[n][0]}x, first at {seen[n][1]})" for n in names)
+
+
+def _check_declared(task: TaskConfig, head: Any, names: List[str], examples: List[Dict[str, Any]],
+                    how: str) -> None:
+    """Every label of every split must be in the declared inventory (integer labels may be ids)."""
+    known = set(names)
+    for ex in examples:
+        for label in _raw_labels(task, ex["labels"][head.name]):
+            if label in known:
+                continue
+            if task.type == "single_label_classification" and _is_int_label(label) and 0 <= int(label) < len(names):
+                continue  # an id into explicitly named labels
+            raise ValueError(f"{ex.get('where', '?')}: label {label!r} of task {task.name!r} head {head.name!r} is "
+                             f"not in the inventory {how} {names}; fix the row, or add the label to the config")
+
+
+def build_label_maps(task: TaskConfig, examples: List[Dict[str, Any]],
+                     held_out: Sequence[Dict[str, Any]] = ()) -> Dict[str, List[str]]:
+    """Label names (in id order) per head: the declared inventory, or one inferred from ``examples``
+    (the training rows). ``held_out`` (eval/test rows) is checked against a declared inventory.
 
     Also writes them back into ``task`` (``heads[i].num_labels``, ``heads[i].labels``,
     ``task.label_maps``) so the saved config reproduces the model.
+
+    Raises:
+        ValueError: a label outside a declared inventory (naming file, row and label), or a
+            ``num_labels`` the training labels do not match (listing them all).
     """
     names: Dict[str, List[str]] = {}
+    everything = list(examples) + list(held_out)
     for head in task.heads:
-        given = head.labels or (
-            [task.label_maps[head.name][i] for i in sorted(task.label_maps[head.name])]
-            if task.label_maps and head.name in task.label_maps else None)
+        declared = _declared(task, head)
         values = [ex["labels"][head.name] for ex in examples]
-        if task.type == "ner":
-            found = given or ner_label_list([t for v in values for t in v])
+        seen = label_counts(task, head.name, examples)
+        if declared is not None:
+            found = declared
+            if head.num_labels not in (None, 0, len(found)):
+                raise ValueError(f"task {task.name!r} head {head.name!r}: num_labels={head.num_labels} but "
+                                 f"{len(found)} labels are listed {found}; make them agree")
+            _check_declared(task, head, found, everything, "declared in the config")
+        elif task.type == "ner":
+            found = ner_label_list(list(seen))
         elif task.type == "single_label_classification":
-            if given:
-                found = list(given)
-            elif values and all(_is_int_label(v) for v in values):
+            if values and all(_is_int_label(v) for v in values):
                 top = max(int(v) for v in values) + 1
+                if head.num_labels and top > head.num_labels:
+                    bad = next(ex for ex in examples if int(ex["labels"][head.name]) >= head.num_labels)
+                    value = str(bad["labels"][head.name])
+                    raise ValueError(f"{bad.get('where', '?')}: label {value!r} of task {task.name!r} head "
+                                     f"{head.name!r} is not an id below num_labels={head.num_labels}; fix the row or "
+                                     "raise num_labels")
                 found = [str(i) for i in range(max(top, head.num_labels or 0))]
             else:
-                found = sorted({str(v) for v in values})
+                found = sorted(seen)
         elif task.type == "multi_label_classification":
-            if any(isinstance(v, list) and v and isinstance(v[0], str) for v in values):
-                found = list(given or task.labels or sorted({str(x) for v in values for x in v}))
+            if seen:
+                found = sorted(seen)
             else:
                 width = head.num_labels or max((len(v) for v in values), default=0)
-                found = list(given or [f"{head.name}_{i}" for i in range(width)])
+                found = [f"{head.name}_{i}" for i in range(width)]
         else:  # regression
             width = head.num_labels or (len(values[0]) if values and isinstance(values[0], list) else 1)
-            found = list(given or ([head.name] if width == 1 else [f"{head.name}_{i}" for i in range(width)]))
-        if head.num_labels not in (None, 0, len(found)):
-            log.warning("task %r head %r: config says num_labels=%d but the labels are %d (%s); using %d",
-                        task.name, head.name, head.num_labels, len(found), found[:10], len(found))
+            found = [head.name] if width == 1 else [f"{head.name}_{i}" for i in range(width)]
+        if declared is None and seen:
+            if head.num_labels not in (None, 0, len(found)):
+                raise ValueError(
+                    f"task {task.name!r} head {head.name!r}: num_labels={head.num_labels}, but the training data hold "
+                    f"{len(found)} labels {found}: {_describe(seen, list(seen))}. Fix the rows with unexpected labels, "
+                    f"or list the labels you mean in heads[].labels (or set num_labels: {len(found)})")
+            if head.num_labels:  # an explicit count makes the inferred inventory binding
+                _check_declared(task, head, found, everything, f"of num_labels={head.num_labels}")
+            else:
+                log.warning("task %r head %r: no label inventory in the config; inferred %d labels from the training "
+                            "rows: %s. List them in heads[].labels to make any other label an error",
+                            task.name, head.name, len(found), found)
         head.num_labels = len(found)
         head.labels = found
         names[head.name] = found
     task.label_maps = {h: dict(enumerate(v)) for h, v in names.items()}
     return names
+
+
+def held_out_only_labels(task: TaskConfig, held_out: Sequence[Dict[str, Any]]) -> Dict[str, List[str]]:
+    """Labels of eval/test rows that the head's (inferred) inventory lacks, per head, reported by
+    name with counts and first rows. They are scored as errors (see the module docstring)."""
+    extra: Dict[str, List[str]] = {}
+    for head in task.heads:
+        known = set(head.labels or [])
+        seen = label_counts(task, head.name, list(held_out))
+        if task.type == "single_label_classification" and all(_is_int_label(v) for v in seen):
+            unseen = [v for v in seen if v not in known and not 0 <= int(v) < len(known)]
+        else:
+            unseen = [v for v in seen if v not in known]
+        if task.type == "ner":  # an I- tag of a known type is known; an unknown type brings B- and I-
+            unseen = ner_label_list(unseen)[1:]
+            unseen = [t for t in unseen if t not in known]
+        if unseen:
+            counted = {n: seen.get(n, [0, "-"]) for n in unseen}
+            shown = [n for n in unseen if counted[n][0]]
+            log.warning("task %r head %r: eval/test rows hold labels the training rows never have: %s. The head "
+                        "cannot predict them, so each such row counts as an error in the metrics (and is left out "
+                        "of the eval loss); add training rows with them, or fix the rows",
+                        task.name, head.name, _describe(counted, shown))
+            extra[head.name] = unseen
+    return extra
 
 
 def save_label_maps(config: ExperimentConfig, path: str | Path) -> Path:
@@ -275,11 +383,17 @@ def align_labels_to_tokens(word_ids: Sequence[Optional[int]], word_labels: Seque
 
 
 class TextDataset(Dataset):
-    """Encoded rows: ``{"input_ids": [...], "attention_mask": [...], "labels": {head: value}}``."""
+    """Encoded rows: ``{"input_ids": [...], "attention_mask": [...], "labels": {head: value}}``.
 
-    def __init__(self, items: List[Dict[str, Any]], task_type: str):
+    ``extra_labels``: ``{head: [names]}`` of eval/test labels the head has no class for, encoded
+    with ids after its classes (see :func:`held_out_only_labels`).
+    """
+
+    def __init__(self, items: List[Dict[str, Any]], task_type: str,
+                 extra_labels: Optional[Dict[str, List[str]]] = None):
         self.items = items
         self.task_type = task_type
+        self.extra_labels = dict(extra_labels or {})
 
     def __len__(self) -> int:
         return len(self.items)
@@ -289,12 +403,16 @@ class TextDataset(Dataset):
 
 
 def encode_examples(examples: List[Dict[str, Any]], task: TaskConfig, tokenizer: Any, max_length: int,
-                    truncation: bool = True) -> TextDataset:
-    """Tokenise examples and encode their labels (NER labels aligned to first sub-tokens)."""
-    names = {h.name: list(h.labels or []) for h in task.heads}
+                    truncation: bool = True, extra_labels: Optional[Dict[str, List[str]]] = None) -> TextDataset:
+    """Tokenise examples and encode their labels (NER labels aligned to first sub-tokens).
+
+    ``extra_labels`` (``{head: [names]}``, eval/test only) get ids after the head's classes.
+    """
+    extra_labels = dict(extra_labels or {})
+    names = {h.name: list(h.labels or []) + extra_labels.get(h.name, []) for h in task.heads}
     items: List[Dict[str, Any]] = []
     if not examples:
-        return TextDataset(items, task.type)
+        return TextDataset(items, task.type, extra_labels)
     if task.type == "ner":
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("NER needs a fast tokenizer (word_ids() maps sub-tokens to words)")
@@ -309,7 +427,7 @@ def encode_examples(examples: List[Dict[str, Any]], task: TaskConfig, tokenizer:
             labels[head] = align_labels_to_tokens(enc.word_ids(i), encoded) if task.type == "ner" else encoded
         items.append({"input_ids": list(enc["input_ids"][i]), "attention_mask": list(enc["attention_mask"][i]),
                       "labels": labels})
-    return TextDataset(items, task.type)
+    return TextDataset(items, task.type, extra_labels)
 
 
 class TaskCollator:
@@ -413,11 +531,12 @@ class DataProcessor:
             else:
                 train, evals = self._split(task, train)
             tests = self._read(task, task.test_data_path) if task.test_data_path else []
-            build_label_maps(task, train + evals + tests)
+            build_label_maps(task, train, held_out=evals + tests)
+            extra = held_out_only_labels(task, evals + tests)  # one id assignment for eval and test
             train_sets[task.name] = encode_examples(train, task, self.tokenizer, max_length, trunc)
-            eval_sets[task.name] = encode_examples(evals, task, self.tokenizer, max_length, trunc)
+            eval_sets[task.name] = encode_examples(evals, task, self.tokenizer, max_length, trunc, extra)
             if tests:
-                self.test_datasets[task.name] = encode_examples(tests, task, self.tokenizer, max_length, trunc)
+                self.test_datasets[task.name] = encode_examples(tests, task, self.tokenizer, max_length, trunc, extra)
             log.info("task %s: %d train, %d eval, %d test rows; labels %s", task.name, len(train), len(evals),
                      len(tests), {h.name: h.num_labels for h in task.heads})
         return train_sets, eval_sets, self.config

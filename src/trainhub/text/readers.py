@@ -100,11 +100,16 @@ def read_delimited(path: str | Path, delimiter: str = ",") -> List[Dict[str, Any
 
 def read_conll(path: str | Path) -> List[Dict[str, Any]]:
     """``token TAG`` lines (whitespace-separated, tag last), a blank line between sentences.
-    ``-DOCSTART-`` lines are skipped. Returns ``{"words", "tags", "_row"}`` per sentence."""
+    ``-DOCSTART-`` lines are skipped. Returns ``{"words", "tags", "_row"}`` per sentence.
+
+    Every token line must have as many columns as the file's first one (``token TAG``, or e.g.
+    CoNLL-2003's ``token POS CHUNK TAG``): a stray extra column would otherwise become the tag.
+    """
     rows: List[Dict[str, Any]] = []
     words: List[str] = []
     tags: List[str] = []
     start = 1
+    width: Optional[Tuple[int, int]] = None  # (columns, line that set them)
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             parts = line.split()
@@ -116,6 +121,13 @@ def read_conll(path: str | Path) -> List[Dict[str, Any]]:
                 continue
             if len(parts) < 2:
                 raise ValueError(f"{path}, line {lineno}: expected 'token TAG', got {line.rstrip()!r}")
+            if width is None:
+                width = (len(parts), lineno)
+            elif len(parts) != width[0]:
+                raise ValueError(
+                    f"{path}, line {lineno}: {len(parts)} columns ({line.strip()!r}), but line {width[1]} has "
+                    f"{width[0]}; every token line needs the same columns with the tag last (a token that "
+                    "contains spaces must be split or joined)")
             words.append(parts[0])
             tags.append(parts[-1])
     if words:
@@ -147,10 +159,11 @@ def char_spans_to_iob2(
 ) -> Tuple[List[str], List[str], List[Tuple[int, int]]]:
     """Convert character-span entities (``start``, ``end`` exclusive, ``label``) to IOB2 word tags.
 
-    A span that does not fall on word boundaries (the upstream sample files have such rows) is
-    snapped to the words it overlaps, with a warning naming ``where`` and the span; a span that
-    overlaps no word, lies outside the text or overlaps an earlier entity is dropped with a
-    warning. Never raises for bad offsets.
+    A span that does not fall on word boundaries (the upstream sample files have such rows) keeps
+    only the words it covers completely, with a warning naming ``where``, the span and the words
+    kept; it never grows to words it only touches (``'afaricom i'`` must not become "Safaricom
+    ilitangaza"). A span that covers no whole word, lies outside the text or overlaps an earlier
+    entity is dropped with a warning. Never raises for bad offsets.
 
     Returns:
         words, IOB2 tags, and each word's ``(start, end)`` character offsets.
@@ -169,20 +182,23 @@ def char_spans_to_iob2(
             log.warning("%s: entity %s [%d, %d) lies outside the text (length %d); skipped",
                         where, label, start, end, len(text))
             continue
-        hit = [i for i, (s, e) in enumerate(offsets) if s < end and e > start]
+        touched = [i for i, (s, e) in enumerate(offsets) if s < end and e > start]
+        hit = [i for i in touched if offsets[i][0] >= start and offsets[i][1] <= end]
         if not hit:
-            log.warning("%s: entity %s [%d, %d) %r covers no word; skipped", where, label, start, end,
-                        text[start:end])
+            log.warning("%s: entity %s [%d, %d) %r covers no whole word; skipped (fix its offsets)", where, label,
+                        start, end, text[start:end])
             continue
         if any(tags[i] != "O" for i in hit):
             log.warning("%s: entity %s [%d, %d) overlaps an earlier entity; skipped", where, label, start, end)
             continue
         snapped = (offsets[hit[0]][0], offsets[hit[-1]][1])
-        if snapped != (start, end):
-            log.warning("%s: entity %s span [%d, %d) %r does not match word boundaries; "
-                        "using the words it overlaps, [%d, %d) %r",
+        cut = [words[i] for i in touched if i not in hit]
+        only_spaces = not cut and text[start:end].strip() == text[snapped[0]:snapped[1]]
+        if snapped != (start, end) and not only_spaces:
+            log.warning("%s: entity %s span [%d, %d) %r does not match word boundaries; kept the words it covers "
+                        "completely, [%d, %d) %r%s (fix its offsets)",
                         where, label, start, end, text[start:end], snapped[0], snapped[1],
-                        text[snapped[0]:snapped[1]])
+                        text[snapped[0]:snapped[1]], f", not the words it cuts {cut}" if cut else "")
         for j, i in enumerate(hit):
             tags[i] = ("B-" if j == 0 else "I-") + label
     return words, tags, offsets

@@ -63,6 +63,22 @@ class MultiTaskLoader:
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
 
+    def state_dict(self) -> Dict[str, Any]:
+        """Task-sampling state for ``last.ckpt``: the draws of an epoch depend on these alone."""
+        return {"strategy": self.strategy, "temperature": self.temperature, "seed": self.seed, "epoch": self._epoch,
+                "batches": {name: len(dl) for name, dl in self.loaders.items()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; a checkpoint of another sampling setup is an error, as
+        the resumed run would silently see other batches than the run it continues."""
+        mine = self.state_dict()
+        differ = {k: (state.get(k), mine[k]) for k in ("strategy", "temperature", "seed", "batches")
+                  if state.get(k) != mine[k]}
+        if differ:
+            detail = "; ".join(f"{k}: checkpoint {a!r}, this run {b!r}" for k, (a, b) in differ.items())
+            raise ValueError(f"the checkpoint's task sampling differs from this run's ({detail})")
+        self.set_epoch(int(state["epoch"]))
+
     def __iter__(self) -> Iterator[Tuple[str, Any]]:
         rng = random.Random(self.seed + self._epoch)
         self._epoch += 1

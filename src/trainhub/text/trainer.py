@@ -20,6 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
+from trainhub.engine.checkpoint import remove_run_files
+from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 from trainhub.logging import MultiLogger, flatten_params
 from trainhub.text.bucketing import LengthGroupedBatchSampler, RandomBatchSampler
 from trainhub.text.checkpoint import TextCheckpointer
@@ -63,6 +65,12 @@ class _RenamedLogger:
     def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
         self.inner.log_metrics({self.rename(k): v for k, v in metrics.items()}, step)
 
+    def state_dict(self) -> Dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
 
 class Trainer:
     """Train one shared encoder on several tasks.
@@ -89,6 +97,7 @@ class Trainer:
                  eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
         self.config = config
         self.training = config.training
+        check_output_dir(self.training.output_dir, "training.output_dir")  # before the loggers write there
         # Each batch trains one task's heads only: DDP must not wait for the other heads' gradients.
         self.runtime = Runtime(device=self.training.resolved_device(), find_unused_parameters=True)
         self.device = self.runtime.device
@@ -98,11 +107,16 @@ class Trainer:
         self.train_dataloaders = self._create_dataloaders(train_datasets, is_eval=False)
         self.eval_dataloaders = self._create_dataloaders(eval_datasets, is_eval=True)
         self.test_dataloaders = self._create_dataloaders(test_datasets or {}, is_eval=True)
-        self.objective = MultiTaskObjective(config.tasks)
+        # Eval/test labels the heads have no class for (one id assignment per task for both splits).
+        held_out = {**(test_datasets or {}), **eval_datasets}
+        extra = {name: ds.extra_labels for name, ds in held_out.items() if getattr(ds, "extra_labels", None)}
+        self.objective = MultiTaskObjective(config.tasks, extra_labels=extra)
         self.output_dir = Path(self.training.output_dir)
         self.fit_result: Optional[FitResult] = None
         self._closed = False
         self.logger: Optional[MultiLogger] = None
+        if self.eval_dataloaders and self.training.eval_strategy != "no":
+            self._check_monitor()  # before the loggers write anything
         self._init_logger()
 
     # ------------------------------------------------------------------ construction
@@ -219,6 +233,41 @@ class Trainer:
             raise ValueError(f"training.metric_for_best_model {self.training.metric_for_best_model!r} is not a "
                              f"metric this run produces; choose one of {keys}")
 
+    def _checkpointer(self) -> Optional[TextCheckpointer]:
+        """Best model folder and ``last.ckpt`` (none with ``save_strategy: no``)."""
+        if self.training.save_strategy == "no":
+            return None
+        return TextCheckpointer(self.output_dir, self.config, self.tokenizer,
+                                save_last=self.training.save_strategy in ("epoch", "steps"))
+
+    def _prepare_run_folder(self) -> None:
+        """A writable ``output_dir``, the checkpoint a resume needs, and for a new run no files of
+        an earlier one (best model, ``last.ckpt``, ``final_model``, TensorBoard events)."""
+        tr = self.training
+        error = None
+        if self.runtime.is_main:
+            try:
+                ensure_writable_dir(self.output_dir, "training.output_dir")
+                last = self.output_dir / "last.ckpt"
+                if tr.resume and tr.save_strategy not in ("epoch", "steps"):
+                    raise ValueError(f"training.resume needs last.ckpt, which save_strategy {tr.save_strategy!r} "
+                                     "does not write; set save_strategy: epoch")
+                if tr.resume is True and not last.is_file():
+                    raise FileNotFoundError(
+                        f"training.resume is true, but there is no {last} to continue from (a run writes it at the "
+                        "end of every epoch). Set training.resume: false to start a new run, 'auto' to continue "
+                        "only when the file exists, or output_dir to the folder of the run to continue")
+                if not (tr.resume and last.is_file()):
+                    stale = TextCheckpointer(self.output_dir, self.config, self.tokenizer).run_files()
+                    if self.logger is not None:
+                        stale += self.logger.stale_files() if hasattr(self.logger, "stale_files") else []
+                    remove_run_files(stale, self.output_dir)
+            except Exception as err:  # noqa: BLE001 - raised on every rank below
+                error = err
+        error = self.runtime.broadcast_object(error)
+        if error is not None:
+            raise error
+
     # ------------------------------------------------------------------ public API
     def train(self) -> FitResult:
         """Train for ``num_epochs`` with the configured task sampling, evaluating every epoch (or
@@ -231,6 +280,9 @@ class Trainer:
         train_loader = MultiTaskLoader(self.train_dataloaders, tr.task_sampling, tr.sampling_temperature, tr.seed)
         validate = bool(self.eval_dataloaders) and tr.eval_strategy != "no"
         val_loader = SequentialTaskLoader(self.eval_dataloaders) if validate else None
+        if val_loader is not None:
+            self._check_monitor()
+        self._prepare_run_folder()  # before anything is written
         steps_per_epoch = math.ceil(len(train_loader) / tr.gradient_accumulation_steps)
         optimizer, scheduler = self._create_optimizer_and_scheduler(steps_per_epoch * tr.num_epochs)
         eval_steps = (tr.eval_steps or 500) if (tr.eval_strategy == "steps" or tr.eval_steps) else None
@@ -240,15 +292,12 @@ class Trainer:
             log_every_n_steps=tr.logging_steps, restore_best=tr.load_best_model_at_end, progress=tr.progress,
             resume=tr.resume,
         )
-        stopper = checkpointer = None
+        stopper = None
         if val_loader is not None:
-            self._check_monitor()
             # Without patience there is no stopping, but the best checkpoint is still kept (B.8 item 4).
             patience = tr.early_stopping_patience or 10**9
             stopper = EarlyStopping(tr.metric_for_best_model, tr.metric_mode(), patience=patience)
-            if tr.save_strategy != "no":
-                checkpointer = TextCheckpointer(self.output_dir, self.config, self.tokenizer,
-                                                save_last=tr.save_strategy in ("epoch", "steps"))
+        checkpointer = self._checkpointer()
         if self.runtime.is_main:
             save_experiment_config(self.config, self.output_dir / "experiment_config.yaml")
             save_label_maps(self.config, self.output_dir / "label_maps.json")

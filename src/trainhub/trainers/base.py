@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -19,11 +20,13 @@ from trainhub.engine import (
     Runtime,
     evaluate,
     fit,
+    run_folder,
     save_state,
     train_epoch,
     unwrap_model,
 )
-from trainhub.engine.checkpoint import plain_state_dict
+from trainhub.engine.checkpoint import plain_state_dict, remove_run_files
+from trainhub.engine.loop import check_monitor
 from trainhub.logging import build_logger
 from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
 
@@ -38,12 +41,16 @@ class RecTrainer:
     """Shared trainer body. Subclasses set ``self.task`` and the early-stopping monitor.
 
     Beyond Torch-RecHub's parameters every trainer takes, as keywords:
-        seed: seed everything before training.
+        seed: seed everything before training. The model's initial weights were drawn when it
+            was built: call ``trainhub.seed_everything(seed)`` before building it (a warning says
+            so when nothing was seeded).
         loggers: extra loggers by name (``"csv"``, ``"tensorboard"``, ``"mlflow"``) or object;
             their files go to ``log_dir`` (default ``<model_path>/logs``).
         earlystop_monitor / earlystop_mode: any validation metric and its direction.
         max_grad_norm: gradient clipping.
-        resume: continue from ``<model_path>/last.ckpt`` when present.
+        resume: ``True`` continues from ``<model_path>/last.ckpt`` (an error when it is missing),
+            ``"auto"`` continues when it exists. Without resume, a run replaces the files an
+            earlier run left in ``model_path`` (see ``docs/failures.md``).
         progress: show progress bars.
         precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (CUDA autocast + gradient scaling).
         save_last: write ``last.ckpt`` after every epoch (needed for ``resume``).
@@ -60,6 +67,7 @@ class RecTrainer:
     """
 
     model_filename = "model.pth"
+    model_file_pattern = r"model\.pth"  # names of the weights files a run leaves in model_path
 
     def __init__(
         self,
@@ -89,6 +97,9 @@ class RecTrainer:
         sparse_embeddings: bool = True,
         find_unused_parameters: bool = False,
     ):
+        run_folder.check_n_epoch(n_epoch)  # before anything is built or written
+        run_folder.check_output_dir(model_path)
+        run_folder.warn_unseeded_model(type(self).__name__, seed)
         self.runtime = Runtime(device=device, gpus=gpus, seed=seed, find_unused_parameters=find_unused_parameters)
         self.device = self.runtime.device
         self.optimizer_fn = optimizer_fn
@@ -162,6 +173,8 @@ class RecTrainer:
         """
         if not self.config.resume:
             self.early_stopper.reset()  # a second fit() must not compare against the first one's best
+        check_monitor(self.task, self.early_stopper if val_dataloader is not None else None)
+        self._prepare_run_folder()
         logger = self._get_logger()
         try:
             logger.log_params(self.hyperparams())
@@ -178,6 +191,30 @@ class RecTrainer:
             logger.close()
             self.logger = None
         return self.fit_result
+
+    def _prepare_run_folder(self) -> None:
+        """Before any work: a writable ``model_path``, the checkpoint to resume from, and no files
+        of an earlier run beside a new one. Rank 0 decides; every rank raises its error."""
+        error = None
+        if self.runtime.is_main:
+            try:
+                run_folder.ensure_writable_dir(self.model_path)
+                last = self.checkpointer.last_path
+                if self.config.resume is True and not last.is_file():
+                    raise FileNotFoundError(
+                        f"resume=True, but there is no {last} to continue from (a run writes it at the end of every "
+                        "epoch). Pass resume=False to start a new run, resume='auto' to continue only when the file "
+                        "exists, or the model_path of the run you mean to continue")
+                if not (self.config.resume and last.is_file()):
+                    pattern = re.compile(self.model_file_pattern)
+                    files = sorted(p for p in self.model_path.glob("model*.pth") if pattern.fullmatch(p.name))
+                    files += self.checkpointer.run_files()
+                    remove_run_files(files + run_folder.log_files(self._logger_spec[1]), self.model_path)
+            except Exception as err:  # noqa: BLE001 - raised on every rank below
+                error = err
+        error = self.runtime.broadcast_object(error)
+        if error is not None:
+            raise error
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """Save the model's weights (no ``module.`` prefix) with ``torch.save`` for

@@ -84,6 +84,7 @@ class MTLTrainer(RecTrainer):
         self.weighting = build_weighting(adaptive_params, default_lr=lr)
         self.task.weighting = self.weighting
         self.model_filename = "model_base_0.pth"
+        self.model_file_pattern = r"model_[A-Za-z0-9]+_\d+\.pth"  # model_{mode}_{seed}.pth of any earlier run
         super().__init__(model, optimizer_fn, optimizer_params, scheduler_fn, scheduler_params, n_epoch,
                          earlystop_patience, device, gpus, model_path, model_logger, **kwargs)
 
