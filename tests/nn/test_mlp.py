@@ -11,6 +11,9 @@ def test_dropout_keeps_each_value_with_probability_one_minus_p_and_rescales():
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.75) < 0.005
     assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    # four mask elements come from one 64-bit draw: neighbours must still be independent
+    both = (kept[:-1] & kept[1:]).float().mean().item()
+    assert abs(both - 0.75**2) < 0.005
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # gradient flows through kept values only, with the scale
     drop.eval()

