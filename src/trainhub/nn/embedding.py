@@ -79,7 +79,9 @@ def _block_slice(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
     lead = first.shape[:-1]
     if base.shape[0] * width != k * width * math.prod(lead):
         return None
-    return base.view(*lead, k, width)[..., i0:i0 + len(parts), :]
+    block = base.view(*lead, k, width)
+    # a slice that covers the block is left out: its backward would copy the gradient into a zeroed block
+    return block if i0 == 0 and len(parts) == k else block[..., i0:i0 + len(parts), :]
 
 
 def stack_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
