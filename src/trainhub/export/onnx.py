@@ -250,7 +250,7 @@ class ONNXExporter:
         Args:
             output_path: the ``.onnx`` file.
             mode: ``None`` (the whole model), ``"user"`` or ``"item"`` (one tower of a matching model).
-            dummy_input: an example batch ``{name: tensor}``; by default random valid inputs for
+            dummy_input: an example batch ``{name: tensor or array}``; by default random valid inputs for
                 every feature the model holds. Only the keys the model reads become graph inputs.
             batch_size / seq_length: size of the generated dummy input.
             opset_version: ONNX opset (the ``torch.export`` exporter needs >= 18 and raises it).
@@ -277,7 +277,8 @@ class ONNXExporter:
         try:
             dummy = dict(dummy_input) if dummy_input is not None else generate_dummy_input(
                 self.features, batch_size=batch_size, seq_length=seq_length)
-            dummy = {k: v.to(self.device) for k, v in dummy.items() if isinstance(v, torch.Tensor)}
+            dummy = {k: torch.as_tensor(v).to(self.device) for k, v in dummy.items()
+                     if isinstance(v, (torch.Tensor, np.ndarray))}
             names = self.input_names(dummy, mode)
             if not names:
                 raise ExportError(f"{name} (mode={mode!r}) reads none of the inputs {sorted(dummy)}")
