@@ -264,6 +264,8 @@ class ONNXExporter:
                 refused (and the next exporter tried) instead of written.
         """
         _require_onnx()
+        if verify:
+            _onnxruntime()  # fail here, naming the extra, not as an exporter failure later
         kwargs = dict(onnx_export_kwargs or {})
         clash = set(kwargs) & {"f", "input_names", "output_names", "opset_version", "dynamic_axes", "dynamic_shapes"}
         if clash:
