@@ -65,3 +65,35 @@ def test_id_outside_vocab_is_named():
 def test_padding_idx_row_is_zero():
     coll = EmbeddingCollection([SparseFeature("a", 5, 4, padding_idx=0)])
     assert torch.equal(coll.tables["a"].weight[0], torch.zeros(4))
+
+
+class _Pooled(torch.nn.Module):
+    """Embeds a sparse and a sequence feature with id checks on, as every model does."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = [SparseFeature("user_id", 5, 4), SequenceFeature("hist", 7, 4, pooling="mean")]
+        self.embedding = EmbeddingCollection(self.features, check_inputs=True, sparse_grad=True)
+
+    def forward(self, user_id, hist):
+        return self.embedding({"user_id": user_id, "hist": hist}, self.features).sum(1)  # [B, D]
+
+
+def test_id_check_does_not_block_torch_export_with_a_dynamic_batch():
+    # The check reads ids on the host (aminmax); traced, it would fail with GuardOnDataDependentSymNode.
+    model = _Pooled().train()  # row-sparse gradients on: tracing takes the plain gather
+    user, hist = torch.tensor([1, 2, 3]), torch.tensor([[1, 2, 0], [3, 0, 0], [6, 5, 4]])
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (user, hist), dynamic_shapes=({0: batch}, {0: batch}))
+    more_user, more_hist = torch.tensor([4, 0, 1, 2, 3]), torch.randint(0, 7, (5, 3))
+    assert torch.allclose(program.module()(more_user, more_hist), model(more_user, more_hist))
+    with pytest.raises(ValueError, match="'user_id': id 9"):  # eager calls still check
+        model(torch.tensor([9]), torch.tensor([[1, 2, 3]]))
+
+
+def test_state_dict_names_tables_but_keep_vars_returns_the_live_fused_weight():
+    model = _Pooled()
+    assert {"embedding.tables.user_id.weight", "embedding.tables.hist.weight"} <= set(model.state_dict())
+    live = model.state_dict(keep_vars=True)  # what tracers lift into graph inputs
+    assert live["embedding.fused.d4.weight"] is model.embedding.fused["d4"].weight
+    assert not any(k.startswith("embedding.tables.") for k in live)

@@ -26,3 +26,16 @@ def test_mlp_blocks_and_output_width():
     assert [type(m).__name__ for m in mlp.mlp] == ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 2 + ["Linear"]
     assert mlp(torch.randn(3, 5)).shape == (3, 1) and mlp.output_dim == 1
     assert MLP(5, output_layer=False, dims=[8]).output_dim == 8
+
+
+def test_dice_on_a_sequence_uses_statistics_over_batch_and_positions():
+    from trainhub.nn.mlp import Dice
+
+    torch.manual_seed(0)
+    dice = Dice(4).train()
+    dice.alpha.data.uniform_(-1, 1)
+    x = torch.randn(3, 5, 4)
+    flat = dice(x.reshape(-1, 4)).reshape(3, 5, 4)  # the [B * L, C] reference
+    assert torch.allclose(dice(x), flat, atol=1e-6)
+    dice.eval()
+    assert torch.allclose(dice(x), dice(x.reshape(-1, 4)).reshape(3, 5, 4), atol=1e-6)

@@ -59,9 +59,14 @@ class TargetAttention(nn.Module):
         batch, length, dim = history.shape
         target = target.unsqueeze(1).expand(-1, length, -1)  # [B, L, D]
         features = torch.cat([target, history, target - history, target * history], dim=-1)  # [B, L, 4D]
-        # Score real positions only, so padding also stays out of the scorer's batch statistics
-        # (BatchNorm/Dice) in training mode.
-        raw = features.new_zeros(batch, length).masked_scatter(mask, self.scorer(features[mask]).squeeze(-1))  # [B, L]
+        if self.training:
+            # Score real positions only, so padding stays out of the scorer's batch statistics
+            # (BatchNorm/Dice).
+            raw = features.new_zeros(batch, length).masked_scatter(mask, self.scorer(features[mask]).squeeze(-1))
+        else:
+            # Rows are scored independently in eval mode, so score every position and zero the
+            # padding below: the same values, with no data-dependent shape (this path exports).
+            raw = self.scorer(features.flatten(0, 1)).view(batch, length)  # [B, L]
         if self.use_softmax:
             return masked_softmax(raw, mask)
         return raw * mask.to(raw.dtype)

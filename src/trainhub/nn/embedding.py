@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
-from trainhub.nn.fused_table import FusedTable
+from trainhub.nn.fused_table import FusedTable, is_tracing
 
 __all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require", "stack_fields", "concat_fields"]
 
@@ -27,10 +27,14 @@ def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
 
 
 def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
-    """Raise a ValueError naming the feature and the bad id when an id is outside ``[0, vocab_size)``."""
+    """Raise a ValueError naming the feature and the bad id when an id is outside ``[0, vocab_size)``.
+
+    Skipped while tracing or exporting (see :func:`trainhub.nn.fused_table.is_tracing`): the check
+    reads the ids on the host, which a traced graph cannot do.
+    """
     if ids.is_floating_point():
         raise TypeError(f"feature {name!r}: ids must be integers, got dtype {ids.dtype}")
-    if ids.numel() == 0:
+    if is_tracing() or ids.numel() == 0:
         return
     low, high = torch.aminmax(ids)
     if low < 0 or high >= vocab_size:
@@ -159,7 +163,8 @@ class EmbeddingCollection(nn.Module):
 
     Args:
         features: every feature the model may embed (dense ones are accepted and ignored).
-        check_inputs: verify ids are in range and name the feature when they are not.
+        check_inputs: verify ids are in range and name the feature when they are not (skipped while
+            tracing or exporting, where an exported graph cannot read ids on the host).
         sparse_grad: row-sparse gradients, for :mod:`trainhub.optim`'s row-wise optimizers. Off by
             default, so a bare model works with any ``torch.optim`` optimizer; the trainers switch
             it on (``sparse_embeddings=True``) when the optimizer has a row-wise form.
@@ -231,18 +236,25 @@ class EmbeddingCollection(nn.Module):
         for f, ids in pairs:
             if ids.is_floating_point():
                 raise TypeError(f"feature {f.name!r}: ids must be integers, got dtype {ids.dtype}")
-        blocks: dict[tuple, list[int]] = {}
+        # Grouped by a scan, not a dict keyed by shape: under torch.export shapes are symbolic
+        # and cannot be hashed.
+        blocks: list[tuple[FusedTable, torch.Size, list[int]]] = []
         for i, (f, ids) in enumerate(pairs):
-            blocks.setdefault((id(self._table_of(f)[0]), tuple(ids.shape)), []).append(i)
+            table = self._table_of(f)[0]
+            for block_table, shape, members in blocks:
+                if block_table is table and shape == ids.shape:
+                    members.append(i)
+                    break
+            else:
+                blocks.append((table, ids.shape, [i]))
         out: list[torch.Tensor | None] = [None] * len(pairs)
-        for (_, shape), members in blocks.items():
+        for fused, shape, members in blocks:
             feats = [pairs[i][0] for i in members]
-            fused = self._table_of(feats[0])[0]
             ids = torch.stack([pairs[i][1] for i in members], dim=-1)  # [..., k], local ids
             if ids.dtype != torch.int64:
                 ids = ids.long()
             device = ids.device
-            if self.check_inputs and ids.numel():
+            if self.check_inputs and not is_tracing() and ids.numel():  # a host sync: not traceable
                 low, high = torch.aminmax(ids.reshape(-1, len(members)), dim=0)  # [k], [k]
                 if bool(((low < 0) | (high >= self._limits(feats, device))).any()):
                     self._raise_for_bad_ids([pairs[i] for i in members])
@@ -319,8 +331,14 @@ class EmbeddingCollection(nn.Module):
 
 
 def _split_fused_state(module: EmbeddingCollection, state: dict, prefix: str, local_metadata: dict) -> None:
-    """state_dict: one ``tables.<name>.weight`` per logical table instead of the fused weights."""
+    """state_dict: one ``tables.<name>.weight`` per logical table instead of the fused weights.
+
+    ``state_dict(keep_vars=True)`` asks for the live parameters (tracers lift them into graph
+    inputs), and a table view is not one: that state keeps the fused weight itself.
+    """
     for key, fused in module.fused.items():
+        if isinstance(state.get(f"{prefix}fused.{key}.weight"), nn.Parameter):
+            continue
         state.pop(f"{prefix}fused.{key}.weight", None)
         for name in fused.sizes:
             state[f"{prefix}tables.{name}.weight"] = fused.slice(name).detach()

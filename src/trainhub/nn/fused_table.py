@@ -15,11 +15,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FusedTable", "row_sparse_lookup", "unique_rows", "ROWWISE_ATTR"]
+__all__ = ["FusedTable", "row_sparse_lookup", "unique_rows", "ROWWISE_ATTR", "is_tracing"]
 
 # Parameters marked with this attribute get row-sparse gradients and are updated (and, under
 # torch.distributed, synchronised) by trainhub's row-wise optimizers instead of DDP's reducer.
 ROWWISE_ATTR = "_trainhub_rowwise"
+
+
+def is_tracing() -> bool:
+    """True while the model is being traced or compiled (``torch.export``, ``torch.compile``,
+    ``torch.jit.trace`` and both ONNX exporters).
+
+    Code that reads tensor values on the host (id range checks) or uses a custom autograd function
+    asks this first: such reads cannot be traced (``torch.export`` fails with
+    ``GuardOnDataDependentSymNode``), and an exported graph only needs the plain forward.
+    """
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _sparse_rows(rows: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -76,7 +87,8 @@ def row_sparse_lookup(weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Ten
     ``frozen`` (bool ``[rows]``) marks rows whose gradient is dropped (padding rows); ``scratch``
     is a dict the lookup may keep buffers in (see :func:`unique_rows`).
     """
-    if not (torch.is_grad_enabled() and weight.requires_grad):
+    if not (torch.is_grad_enabled() and weight.requires_grad) or is_tracing():
+        # Inference and tracing take the plain gather: it exports, and there is no gradient to shape.
         return weight.index_select(0, ids)
     return _RowSparseLookup.apply(weight, ids, frozen, scratch)
 

@@ -42,9 +42,15 @@ class Dice(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        flat = x.reshape(-1, shape[-1])
-        p = torch.sigmoid(self.bn(flat)).reshape(shape)
+        if x.dim() == 2:
+            normed = self.bn(x)
+        else:
+            # [B, ..., C] -> [B, C, N]: BatchNorm1d then takes per-channel statistics over the
+            # batch and every position. (Flattening to [B * N, C] computes the same, but a
+            # reshape to -1 leaves an exported BatchNorm with an unknown channel count.)
+            seq = x if x.dim() == 3 else x.flatten(1, -2)  # [B, N, C]
+            normed = self.bn(seq.transpose(1, 2)).transpose(1, 2).reshape_as(x)
+        p = torch.sigmoid(normed)
         return p * x + (1 - p) * self.alpha * x
 
 

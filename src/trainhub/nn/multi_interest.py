@@ -48,8 +48,11 @@ def left_align(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor
     Returns:
         ``(aligned_mask, *aligned_tensors)``.
     """
-    # Stable sort of "is padding" puts real items first in their original order.
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # [B, L]
+    # Sorting "is padding, then position" puts real items first in their original order. The keys
+    # are unique, so a plain sort gives the stable order (a stable sort does not export to ONNX).
+    length = mask.shape[1]
+    key = (~mask).long() * length + torch.arange(length, device=mask.device)  # [B, L]
+    order = key.argsort(dim=1)  # [B, L]
     out = [mask.gather(1, order)]
     for t in tensors:
         index = order.view(*order.shape, *([1] * (t.dim() - 2))).expand_as(t)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trainhub.retrieval.base import VectorIndex, merge_interest_results, read_meta, staged_dir, write_meta
+from trainhub.retrieval.integrity import check_shape
 
 __all__ = ["AnnoyIndex"]
 
@@ -87,13 +88,13 @@ class AnnoyIndex(VectorIndex):
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         with staged_dir(path) as tmp:
-            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "n_trees": self.n_trees,
-                              "search_k": self.search_k, "seed": self.seed, "count": len(self)})
             np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
             np.save(tmp / "ids.npy", self.ids, allow_pickle=False)
             if self._forest is None:
                 self._forest = self._build()
             self._forest.save(str(tmp / "index.ann"))
+            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "n_trees": self.n_trees,
+                              "search_k": self.search_k, "seed": self.seed, "count": len(self)})
         return path
 
     @classmethod
@@ -103,7 +104,10 @@ class AnnoyIndex(VectorIndex):
         index = cls(meta["dim"], meta["metric"], meta["n_trees"], meta["search_k"], meta["seed"])
         index.vectors = np.load(path / "vectors.npy", allow_pickle=False)
         index.ids = np.load(path / "ids.npy", allow_pickle=False)
+        check_shape(path / "vectors.npy", meta, len(index.vectors), index.vectors.shape[1])
+        check_shape(path / "ids.npy", meta, len(index.ids), index.dim)
         forest = _annoy().AnnoyIndex(index.dim, _ANNOY_METRIC[index.metric])
         forest.load(str(path / "index.ann"))
+        check_shape(path / "index.ann", meta, forest.get_n_items(), forest.f)
         index._forest = forest
         return index

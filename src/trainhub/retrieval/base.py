@@ -3,7 +3,8 @@
 Scores are always "higher is better": inner product (``"ip"``), cosine similarity
 (``"cosine"``), or the negated squared Euclidean distance (``"l2"``). Indexes are saved as a
 folder of plain files (JSON metadata, arrays as ``.npy`` loaded with ``allow_pickle=False``, the
-backend's own index file); nothing is pickled.
+backend's own index file); nothing is pickled. ``meta.json`` records each file's size and SHA-256,
+and loading refuses a folder whose files do not match (:mod:`trainhub.retrieval.integrity`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.retrieval.integrity import digest_files, verify_files
 
 __all__ = ["VectorIndex", "METRICS", "as_float_array", "merge_interest_results", "read_meta", "write_meta"]
 
@@ -83,17 +87,25 @@ def staged_dir(path: str | Path):
 
 
 def write_meta(path: Path, meta: dict) -> None:
+    """Write ``meta.json`` last, with the size and SHA-256 of every other file in the folder
+    (see :mod:`trainhub.retrieval.integrity`)."""
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "meta.json").write_text(json.dumps(meta, indent=2))
+    names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name != "meta.json")
+    write_text_atomic(path / "meta.json", json.dumps({**meta, "files": digest_files(path, names)}, indent=2))
 
 
-def read_meta(path: Path, kind: str) -> dict:
+def read_meta(path: Path, kind: str, verify: bool = True) -> dict:
+    """Read ``meta.json``; with ``verify``, first check every saved file's size and SHA-256
+    (raises :class:`~trainhub.retrieval.integrity.IndexIntegrityError` naming the file)."""
     file = Path(path) / "meta.json"
     if not file.is_file():
         raise FileNotFoundError(f"no index saved at {path} (missing meta.json)")
     meta = json.loads(file.read_text())
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds a {meta.get('kind')!r} index, not {kind!r}")
+    if verify:
+        verify_files(Path(path), meta)
     return meta
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trainhub.retrieval.base import VectorIndex, read_meta, staged_dir, write_meta
+from trainhub.retrieval.integrity import check_shape
 
 __all__ = ["TorchIndex"]
 
@@ -73,9 +74,9 @@ class TorchIndex(VectorIndex):
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         with staged_dir(path) as tmp:
-            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "count": len(self)})
             np.save(tmp / "vectors.npy", self.vectors.cpu().numpy(), allow_pickle=False)
             np.save(tmp / "ids.npy", self.ids.cpu().numpy(), allow_pickle=False)
+            write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "count": len(self)})
         return path
 
     @classmethod
@@ -85,4 +86,6 @@ class TorchIndex(VectorIndex):
         index = cls(meta["dim"], meta["metric"], device=device)
         index.vectors = torch.from_numpy(np.load(path / "vectors.npy", allow_pickle=False)).to(index.device)
         index.ids = torch.from_numpy(np.load(path / "ids.npy", allow_pickle=False)).to(index.device)
+        check_shape(path, meta, len(index.ids), index.vectors.shape[1])
+        check_shape(path, meta, len(index), index.dim)
         return index

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trainhub.retrieval.base import VectorIndex, merge_interest_results, read_meta, staged_dir, write_meta
+from trainhub.retrieval.integrity import check_shape
 
 __all__ = ["FaissIndex"]
 
@@ -66,9 +67,9 @@ class FaissIndex(VectorIndex):
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         with staged_dir(path) as tmp:
+            _faiss().write_index(self.index, str(tmp / "index.faiss"))
             write_meta(tmp, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "index_type": self.index_type,
                               "hnsw_m": self.hnsw_m, "count": len(self)})
-            _faiss().write_index(self.index, str(tmp / "index.faiss"))
         return path
 
     @classmethod
@@ -77,4 +78,5 @@ class FaissIndex(VectorIndex):
         meta = read_meta(path, cls.kind)
         index = cls(meta["dim"], meta["metric"], meta["index_type"], meta["hnsw_m"])
         index.index = _faiss().read_index(str(path / "index.faiss"))
+        check_shape(path / "index.faiss", meta, len(index), int(index.index.d))
         return index

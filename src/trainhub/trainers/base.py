@@ -257,6 +257,32 @@ class RecTrainer:
             return torch.cat(parts) if parts else None
         return local
 
+    def export_onnx(self, output_path: str | Path, dummy_input: dict | None = None, batch_size: int = 2,
+                    seq_length: int = 10, opset_version: int = 14, dynamic_batch: bool = True,
+                    device: str | None = None, verbose: bool = False,
+                    onnx_export_kwargs: dict | None = None) -> bool:
+        """Export the trained model to ONNX (extra: ``onnx``); see :class:`trainhub.export.ONNXExporter`.
+
+        Graph inputs are named after the features the model reads, axis 0 is dynamic, and the
+        file is written atomically. Returns True, or raises :class:`trainhub.export.ExportError`
+        naming the model and why.
+
+        Example:
+            >>> trainer.fit(train_dl, val_dl)
+            >>> trainer.export_onnx("deepfm.onnx")
+        """
+        return self._export_onnx(output_path, None, dummy_input, batch_size, seq_length, opset_version,
+                                 dynamic_batch, device, verbose, onnx_export_kwargs)
+
+    def _export_onnx(self, output_path, mode, dummy_input, batch_size, seq_length, opset_version, dynamic_batch,
+                     device, verbose, onnx_export_kwargs) -> bool:
+        from trainhub.export import ONNXExporter
+
+        exporter = ONNXExporter(unwrap_model(self.model), device=device or "cpu")
+        return exporter.export(output_path, mode=mode, dummy_input=dummy_input, batch_size=batch_size,
+                               seq_length=seq_length, opset_version=opset_version, dynamic_batch=dynamic_batch,
+                               verbose=verbose, onnx_export_kwargs=onnx_export_kwargs)
+
     def hyperparams(self) -> dict[str, Any]:
         return {
             "model": type(unwrap_model(self.model)).__name__,

@@ -123,6 +123,28 @@ class MatchTrainer(RecTrainer):
             raise ValueError("the data loader yielded no batches")
         return outputs
 
+    def export_onnx(self, output_path: str | Path, mode: str | None = None, dummy_input: dict | None = None,
+                    batch_size: int = 2, seq_length: int = 10, opset_version: int = 14, dynamic_batch: bool = True,
+                    device: str | None = None, verbose: bool = False,
+                    onnx_export_kwargs: dict | None = None) -> bool:
+        """Export the model, or one tower, to ONNX (extra: ``onnx``).
+
+        Args:
+            output_path: the ``.onnx`` file (written atomically).
+            mode: ``"user"`` (user tower: user embeddings ``[B, D]`` or ``[B, K, D]``), ``"item"``
+                (item tower) or ``None`` (the training scores).
+            dummy_input / batch_size / seq_length / opset_version / dynamic_batch / device / verbose /
+                onnx_export_kwargs: as :meth:`trainhub.export.ONNXExporter.export`.
+
+        Example:
+            >>> trainer.export_onnx("user_tower.onnx", mode="user")
+            >>> trainer.export_onnx("item_tower.onnx", mode="item")
+        """
+        if mode is not None and mode not in _EMBEDDING_MODES:
+            raise ValueError(f"mode must be None, 'user' or 'item', got {mode!r}")
+        return self._export_onnx(output_path, mode, dummy_input, batch_size, seq_length, opset_version,
+                                 dynamic_batch, device, verbose, onnx_export_kwargs)
+
     def _load_weights(self, model: nn.Module, path: Path) -> None:
         file = path if path.is_file() else path / self.model_filename
         if not file.exists():

@@ -11,6 +11,7 @@ from trainhub.models import toy
 from trainhub.models.ranking._history import check_pairs, embed_sequence
 from trainhub.models.registry import register_model
 from trainhub.nn import AUGRU, MLP, EmbeddingCollection, MaskedGRU, masked_softmax
+from trainhub.nn.fused_table import is_tracing
 
 
 def _example():
@@ -84,13 +85,16 @@ class DIEN(nn.Module):
         for i, (hist, neg, target) in enumerate(zip(self.history_features, self.neg_history_features,
                                                      self.target_features)):
             history, mask = embed_sequence(self.embedding, hist, x)  # [B, L, D], [B, L]
-            negatives, neg_mask = embed_sequence(self.embedding, neg, x)
-            if negatives.shape != history.shape:
-                raise ValueError(f"{neg.name!r} {tuple(negatives.shape[:2])} must have the shape of "
-                                 f"{hist.name!r} {tuple(history.shape[:2])}")
             states, _ = self.interest_extractor_layers[i](history, mask)  # [B, L, D]
-            valid = mask[:, :-1] & mask[:, 1:] & neg_mask[:, 1:]
-            aux.append(auxiliary_loss(states[:, :-1], history[:, 1:], negatives[:, 1:], valid))
+            # An exported graph serves logits only: the auxiliary loss needs sampled negatives,
+            # which serving does not have (and its "any step valid?" test cannot be traced).
+            if not is_tracing():
+                negatives, neg_mask = embed_sequence(self.embedding, neg, x)
+                if negatives.shape != history.shape:
+                    raise ValueError(f"{neg.name!r} {tuple(negatives.shape[:2])} must have the shape of "
+                                     f"{hist.name!r} {tuple(history.shape[:2])}")
+                valid = mask[:, :-1] & mask[:, 1:] & neg_mask[:, 1:]
+                aux.append(auxiliary_loss(states[:, :-1], history[:, 1:], negatives[:, 1:], valid))
             target_emb = self.embedding.embed_one(target, x)  # [B, D]
             scores = (self.attention_weights[i](states) * target_emb.unsqueeze(1)).sum(-1)  # [B, L]
             attention = masked_softmax(scores, mask)
@@ -99,4 +103,6 @@ class DIEN(nn.Module):
         if self.features:
             parts.append(self.embedding(x, self.features, squeeze_dim=True))
         logits = self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        if not aux:
+            return logits, logits.new_zeros(())
         return logits, self.alpha * torch.stack(aux).sum()
