@@ -141,8 +141,9 @@ def test_ctr_global_metrics_equal_one_process_and_only_rank0_writes(rec):
     model.load_state_dict(torch.load(out / "ctr" / "model.pth", weights_only=True))
     single = CTRTrainer(model, model_path=str(out / "single"), progress=False)
     expected = single.evaluate_all(model, val)
-    assert a["evaluate"] == pytest.approx(expected, abs=1e-9)
-    assert a["history"][a["best_epoch"]]["val/auc"] == pytest.approx(expected["auc"], abs=1e-9)
+    # float32 scores of one row may differ in the last bit with the batch it was scored in
+    assert a["evaluate"] == pytest.approx(expected, abs=1e-7)
+    assert a["history"][a["best_epoch"]]["val/auc"] == pytest.approx(expected["auc"], abs=1e-7)
     assert a["predict"] == pytest.approx(single.predict(model, test), abs=1e-6)
     assert len(a["predict"]) == len(test.dataset)
     # files: rank 0 only; one CSV row per epoch (not one per rank)
