@@ -11,6 +11,8 @@ subprocess, alternating the libraries, and builds the tables. Cases:
 - ``deepfm_3ep``: the same for three epochs, validation AUC after each (via ``model_logger``).
 - ``deepfm_1m``: ``deepfm`` with the largest table grown to 1,000,000 rows (Criteo-like).
 - ``deepfm_old``: the earlier case: uniform ids, vocabulary 1,000 for every field, batch 1024.
+- ``deepfm_bf16`` / ``deepfm_3ep_bf16``: ``deepfm`` / ``deepfm_3ep`` with trainhub's opt-in
+  ``precision="bf16"`` (bfloat16 autocast); Torch-RecHub has no such option and runs float32.
 - ``mmoe``: MMOE + MTLTrainer, 30 fields (vocabularies 10 to 10k), 2 tasks, batch 1024.
 - ``dssm`` / ``youtubednn``: MatchTrainer list-wise with in-batch negatives (``mode=2,
   in_batch_neg=True``) on ~200k synthetic interactions (20k users, 50k items), Recall@50 on
@@ -54,8 +56,8 @@ IMPORTS = {
 def load_lib(lib: str) -> argparse.Namespace:
     """``lib.DeepFM``, ``lib.CTRTrainer``, ... from trainhub or Torch-RecHub."""
     column = 0 if lib == "trainhub" else 1
-    return argparse.Namespace(**{name: getattr(importlib.import_module(modules[column]), name)
-                                 for name, modules in IMPORTS.items()})
+    return argparse.Namespace(name=lib, **{name: getattr(importlib.import_module(modules[column]), name)
+                                           for name, modules in IMPORTS.items()})
 
 
 # ---------------------------------------------------------------------------------- data
@@ -202,7 +204,7 @@ def recall_at_k(user_emb: torch.Tensor, item_emb: torch.Tensor, target: np.ndarr
 
 # ---------------------------------------------------------------------------------- cases
 def case_deepfm(lib, rows: int, seed: int, out: str, *, epochs: int = 1, big_table: int | None = None,
-                old: bool = False) -> dict:
+                old: bool = False, bf16: bool = False) -> dict:
     if old:
         x, y = synthetic_ctr_old(rows, seed)
         vocabs, batch_size = [1000] * 26, 1024
@@ -218,8 +220,10 @@ def case_deepfm(lib, rows: int, seed: int, out: str, *, epochs: int = 1, big_tab
     model = lib.DeepFM(deep_features=dense + sparse, fm_features=sparse,
                        mlp_params={"dims": [256, 128], "dropout": 0.2, "activation": "relu"})
     recorder = RecordingLogger()
+    # bf16: trainhub's opt-in bfloat16 autocast; Torch-RecHub has no such option and runs float32
+    extra = {"precision": "bf16"} if bf16 and lib.name == "trainhub" else {}
     trainer = lib.CTRTrainer(model, optimizer_params={"lr": 1e-3, "weight_decay": 1e-5}, n_epoch=epochs,
-                             model_path=out, model_logger=recorder)
+                             model_path=out, model_logger=recorder, **extra)
     # One epoch: train only (evaluate/predict timed apart). Several: validate after each epoch.
     _, fit_s = timed(lambda: trainer.fit(train_dl, val_dl if epochs > 1 else None))
     # The first evaluate pays one-time costs (trainhub imports scikit-learn lazily; Torch-RecHub at
@@ -295,6 +299,8 @@ CASES = {
     "deepfm_3ep": lambda lib, s, seed, out: case_deepfm(lib, round(200_000 * s), seed, out, epochs=3),
     "deepfm_1m": lambda lib, s, seed, out: case_deepfm(lib, round(200_000 * s), seed, out, big_table=1_000_000),
     "deepfm_old": lambda lib, s, seed, out: case_deepfm(lib, round(200_000 * s), seed, out, old=True),
+    "deepfm_bf16": lambda lib, s, seed, out: case_deepfm(lib, round(200_000 * s), seed, out, bf16=True),
+    "deepfm_3ep_bf16": lambda lib, s, seed, out: case_deepfm(lib, round(200_000 * s), seed, out, epochs=3, bf16=True),
     "mmoe": lambda lib, s, seed, out: case_mmoe(lib, round(200_000 * s), seed, out),
     "dssm": lambda lib, s, seed, out: case_match(lib, round(220_000 * s), seed, out, model_name="dssm"),
     "youtubednn": lambda lib, s, seed, out: case_match(lib, round(220_000 * s), seed, out, model_name="youtubednn"),
