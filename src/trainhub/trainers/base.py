@@ -122,8 +122,7 @@ class RecTrainer:
         task = getattr(self, "task", None)
         if task is not None and getattr(task, "backward", None) is not None:
             return False  # the strategy computes per-task gradients of every parameter itself
-        data_parallel = bool(self.runtime.gpus) and self.device.type == "cuda" and not self.runtime.is_distributed
-        return not data_parallel  # DataParallel's replicas reduce gradients densely
+        return not self.runtime.data_parallel  # DataParallel's replicas reduce gradients densely
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """``optimizer_fn(model.parameters(), **optimizer_params)``; row-sparse embedding tables get
