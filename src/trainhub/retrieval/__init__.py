@@ -1,23 +1,24 @@
 """Nearest-neighbour retrieval behind one interface: ``add``, ``search(queries, k)``, ``save``, ``load``.
 
 ``TorchIndex`` (exact, no extra dependency) is imported eagerly; ``FaissIndex`` and
-``AnnoyIndex`` load their backends only when accessed (extra: ``faiss``).
+``AnnoyIndex`` load their backends only when accessed (extra: ``faiss``). ``Annoy`` and ``Faiss``
+are Torch-RecHub's engine API (``fit`` / ``query``) over those indexes, see
+:mod:`trainhub.retrieval.compat`.
 """
 
 from trainhub.retrieval.base import METRICS, VectorIndex
 from trainhub.retrieval.exact import TorchIndex
 
-__all__ = ["VectorIndex", "TorchIndex", "FaissIndex", "AnnoyIndex", "METRICS"]
+__all__ = ["VectorIndex", "TorchIndex", "FaissIndex", "AnnoyIndex", "METRICS", "Annoy", "Faiss"]
+
+_LAZY = {"FaissIndex": "trainhub.retrieval.faiss_index", "AnnoyIndex": "trainhub.retrieval.annoy_index",
+         "Annoy": "trainhub.retrieval.compat", "Faiss": "trainhub.retrieval.compat"}
 
 
 def __getattr__(name: str):
     # Keeps ``import trainhub.retrieval`` free of optional imports until a backend is asked for.
-    if name == "FaissIndex":
-        from trainhub.retrieval.faiss_index import FaissIndex
+    if name in _LAZY:
+        import importlib
 
-        return FaissIndex
-    if name == "AnnoyIndex":
-        from trainhub.retrieval.annoy_index import AnnoyIndex
-
-        return AnnoyIndex
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trainhub.retrieval' has no attribute {name!r}")
