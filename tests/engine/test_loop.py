@@ -191,3 +191,18 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path):
                 config=FitConfig(max_epochs=6, resume=True, progress=False))
     assert again.stopped_early and again.state.epoch == 3 and again.best_epoch == 0
     assert torch.equal(model2.weight, model.weight)  # best weights restored, nothing trained
+
+
+def test_last_step_gradients_stay_readable_after_an_epoch():
+    """Gradients are cleared when a step starts, so after training p.grad holds the last batch's."""
+    model, opt = make()
+    batches = data()
+    train_epoch(model, RegressionTask(), opt, batches, config=FitConfig(progress=False))
+    x, y = batches[-1]
+    reference = copy.deepcopy(model)
+    with torch.no_grad():  # undo the last SGD step to get the weights that batch saw
+        for p, q in zip(reference.parameters(), model.parameters()):
+            p.copy_(q + 0.05 * q.grad)
+    F.mse_loss(reference(x).squeeze(1), y).backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
