@@ -24,10 +24,22 @@ def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
         ) from None
 
 
+def float_ids_error(name: str, ids: torch.Tensor) -> TypeError:
+    """The error for a sparse/sequence feature fed floats, with the fix a script needs."""
+    sample = ids.reshape(-1)[:1].tolist()
+    example = f" (e.g. {sample[0]:g})" if sample else ""
+    return TypeError(
+        f"feature {name!r}: ids must be integers, got {ids.dtype} values{example}. Encode the column to integer "
+        f"ids (sklearn LabelEncoder or trainhub.data.CategoricalEncoder), or declare it a DenseFeature if it is a "
+        f"number. Torch-RecHub cast such values with .long(), which silently truncates them (every value in "
+        f"[0, 1) became id 0)."
+    )
+
+
 def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
     """Raise a ValueError naming the feature and the bad id when an id is outside ``[0, vocab_size)``."""
     if ids.is_floating_point():
-        raise TypeError(f"feature {name!r}: ids must be integers, got dtype {ids.dtype}")
+        raise float_ids_error(name, ids)
     if ids.numel() == 0:
         return
     low, high = torch.aminmax(ids)
@@ -173,7 +185,7 @@ class EmbeddingCollection(nn.Module):
         """
         for f, ids in pairs:
             if ids.is_floating_point():
-                raise TypeError(f"feature {f.name!r}: ids must be integers, got dtype {ids.dtype}")
+                raise float_ids_error(f.name, ids)
         blocks: dict[tuple, list[int]] = {}
         for i, (f, ids) in enumerate(pairs):
             blocks.setdefault((id(self._table_of(f)[0]), tuple(ids.shape)), []).append(i)
