@@ -219,6 +219,21 @@ class RecTrainer:
             return torch.cat(parts) if parts else None
         return local
 
+    def visualization(self, input_data: dict | None = None, batch_size: int = 2, seq_length: int = 10, depth: int = 3,
+                      show_shapes: bool = True, expand_nested: bool = True, save_path: str | None = None,
+                      graph_name: str = "model", device: str | None = None, dpi: int = 300, **kwargs: Any) -> Any:
+        """Draw the model's computation graph (torchview; extra ``visualization``), Torch-RecHub's method.
+
+        Returns torchview's ``ComputationGraph``; ``save_path`` also writes it as an image (needs
+        Graphviz's ``dot``). See :func:`trainhub.trainers.visualization.visualize_model`.
+        """
+        from trainhub.trainers.visualization import visualize_model
+
+        return visualize_model(unwrap_model(self.model), input_data=input_data, batch_size=batch_size,
+                               seq_length=seq_length, depth=depth, show_shapes=show_shapes,
+                               expand_nested=expand_nested, save_path=save_path, graph_name=graph_name,
+                               device=device or "cpu", dpi=dpi, **kwargs)
+
     def hyperparams(self) -> dict[str, Any]:
         return {
             "model": type(unwrap_model(self.model)).__name__,
