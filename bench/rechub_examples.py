@@ -102,14 +102,14 @@ RUNS = _runs()
 
 
 def rewrite_imports(source: str) -> str:
-    """Replace every ``from torch_rechub... import ...`` (and ``import torch_rechub...``) as PORTING says."""
+    """Replace every ``from torch_rechub.<module> import ...`` whose module PORTING maps; others stay as they are."""
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     edits = []  # (first line, last line, replacement)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "torch_rechub":
             if node.module not in PORTING:
-                raise KeyError(f"no trainhub module for {node.module!r}; add it to PORTING (README's table)")
+                continue  # no trainhub counterpart (generative models, ONNX, serving): the script fails to import
             targets: dict[str, list[str]] = {}
             for alias in node.names:
                 module, name = PORTING_NAMES.get((node.module, alias.name), (PORTING[node.module], alias.name))
@@ -118,8 +118,6 @@ def rewrite_imports(source: str) -> str:
             indent = lines[node.lineno - 1][:node.col_offset]
             text = "".join(f"{indent}from {mod} import {', '.join(names)}\n" for mod, names in targets.items())
             edits.append((node.lineno, node.end_lineno, text))
-        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch_rechub" for a in node.names):
-            raise ValueError(f"line {node.lineno}: 'import torch_rechub...' has no rewrite rule")
     for first, last, text in sorted(edits, reverse=True):
         lines[first - 1:last] = [text]
     return "".join(lines)
