@@ -36,6 +36,19 @@ def float_ids_error(name: str, ids: torch.Tensor) -> TypeError:
     )
 
 
+def _check_kinds(features: Sequence[object]) -> None:
+    """One column is either numbers (DenseFeature) or ids (SparseFeature/SequenceFeature), never both."""
+    dense = {f.name for f in features if isinstance(f, DenseFeature)}
+    for f in features:
+        if isinstance(f, (SparseFeature, SequenceFeature)) and f.name in dense:
+            raise ValueError(
+                f"feature {f.name!r} is declared both as a DenseFeature and as a {type(f).__name__}; a column is "
+                f"either numbers or ids. If it holds numbers (e.g. min-max scaled values), build the "
+                f"{type(f).__name__}s from the encoded id columns only; if it holds ids, drop the DenseFeature. "
+                f"(Torch-RecHub accepted both and looked the numbers up as truncated ids.)"
+            )
+
+
 def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
     """Raise a ValueError naming the feature and the bad id when an id is outside ``[0, vocab_size)``."""
     if ids.is_floating_point():
@@ -123,6 +136,7 @@ class EmbeddingCollection(nn.Module):
     def __init__(self, features: Sequence[object], check_inputs: bool = True, sparse_grad: bool = False):
         super().__init__()
         self.check_inputs = check_inputs
+        _check_kinds(features)
         specs: dict[str, SparseFeature | SequenceFeature] = {}
         for f in features:
             if isinstance(f, (SparseFeature, SequenceFeature)) and f.shared_with is None:
