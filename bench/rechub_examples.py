@@ -87,7 +87,8 @@ def _runs() -> list[Run]:
              ("widedeep", "deepfm", "dcn", "dcn_v2", "edcn", "autoint", "deepffm", "fat_deepffm", "fibinet")]
     runs += [Run("ranking", r + "run_avazu.py", ["--model_name", n]) for n in
              ("widedeep", "deepfm", "dcn", "deepffm", "fat_deepffm")]
-    runs += [Run("ranking", r + "run_ali_ccp_ctr_ranking.py", ["--model_name", n]) for n in ("widedeep", "deepfm", "dcn")]
+    runs += [Run("ranking", r + "run_ali_ccp_ctr_ranking.py", ["--model_name", n])
+             for n in ("widedeep", "deepfm", "dcn")]
     runs += [Run("ranking", r + "run_amazon_electronics.py"), Run("ranking", r + "run_dien.py")]
     for script, models in (("run_ali_ccp_multi_task.py", ("SharedBottom", "ESMM", "MMOE", "PLE", "AITM")),
                            ("run_census.py", ("SharedBottom", "ESMM", "MMOE", "PLE", "AITM")),

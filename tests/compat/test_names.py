@@ -3,12 +3,10 @@ porting table sends it, and the table in README is the one bench/rechub_examples
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
-
 from bench.rechub_examples import PORTING, PORTING_NAMES, rewrite_imports
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -30,10 +30,12 @@ from trainhub.data.files import PathLike, import_pyarrow, resolve_files
 
 if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
     import pandas as pd
+    import torch
 
 __all__ = ["encode_to_parquet", "pa_array_to_tensor"]
 
 log = logging.getLogger(__name__)
+
 
 def pa_array_to_tensor(arr: Any) -> "torch.Tensor":
     """One PyArrow array as a float32 tensor (Torch-RecHub's converter, same results).

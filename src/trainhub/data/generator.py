@@ -7,7 +7,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-
 from torch.utils.data import DataLoader, Dataset
 
 from trainhub.data.dataset import DictDataset, make_loader

@@ -19,18 +19,23 @@ import pandas as pd
 import torch
 from sklearn.preprocessing import LabelEncoder
 
-from trainhub.data import MatchDataGenerator, array_replace_with_dict, df_to_dict, gen_model_input
-from trainhub.data import generate_seq_feature_match
+from trainhub.data import (
+    MatchDataGenerator,
+    array_replace_with_dict,
+    df_to_dict,
+    gen_model_input,
+    generate_seq_feature_match,
+)
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
 from trainhub.metrics.compat import topk_metrics
 from trainhub.models.matching import (
     DSSM,
-    GRU4Rec,
     MIND,
     SINE,
     ComirecDR,
     ComirecSA,
     FaceBookDSSM,
+    GRU4Rec,
     YoutubeDNN,
     YoutubeSBC,
 )

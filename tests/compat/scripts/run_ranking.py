@@ -21,9 +21,11 @@ from trainhub.models.ranking import DCN, DIEN, DIN, DeepFFM, DeepFM, WideDeep
 from trainhub.trainers import CTRTrainer
 
 try:
-    from synthetic import amazon_electronics, avazu as avazu_frame
+    from synthetic import amazon_electronics
+    from synthetic import avazu as avazu_frame
 except ImportError:
-    from tests.compat.scripts.synthetic import amazon_electronics, avazu as avazu_frame
+    from tests.compat.scripts.synthetic import amazon_electronics
+    from tests.compat.scripts.synthetic import avazu as avazu_frame
 
 
 def build_neg_history(split, hist_col, item2cate, n_items):
