@@ -13,7 +13,8 @@ beside them, and (with ``--lib trainhub``) every ``from torch_rechub... import .
 README's porting table says (``PORTING`` below is that table). Each script then runs in its own
 process from its own folder with ``--epoch 1 --device cpu`` (``--batch_size`` is left at the
 script's default). ``--lib torch_rechub`` runs the unchanged scripts, e.g. with
-``--python /path/to/rechub-venv/bin/python``, for the reference count.
+``--python /path/to/rechub-venv/bin/python``, for the reference count. ``--apply-fixes`` first
+applies README's one-line fixes (``FIXES``) for what trainhub rejects on purpose.
 
 Prints one line per run and the counts per group; ``--json FILE`` writes every result (status,
 seconds, the last line of the error). Nothing of the checkout or the data is written to this
@@ -101,6 +102,16 @@ def _runs() -> list[Run]:
 
 RUNS = _runs()
 
+# README's one-line fixes for the scripts trainhub rejects on purpose (applied with --apply-fixes).
+FIXES = {
+    "examples/ranking/run_avazu.py": [(
+        "embed_dim=16) for feature_name in features]",  # SparseFeatures from the encoded columns only
+        "embed_dim=16) for feature_name in sparse_features]")],
+    "examples/ranking/run_amazon_electronics.py": [(
+        "target_features = features\n",  # one target per history feature
+        "target_features = features[:2]\n")],
+}
+
 
 def rewrite_imports(source: str) -> str:
     """Replace every ``from torch_rechub.<module> import ...`` whose module PORTING maps; others stay as they are."""
@@ -140,7 +151,18 @@ def _examples_tree(checkout: Path, dest: Path) -> None:
             (dest / path).write_bytes(blob)
 
 
-def prepare_tree(checkout: Path, data: Path, lib: str) -> Path:
+def apply_fixes(work: Path) -> None:
+    for script, edits in FIXES.items():
+        path = work / script
+        text = path.read_text()
+        for old, new in edits:
+            if old not in text:
+                raise ValueError(f"{script}: the line to fix ({old.strip()!r}) is not there; update FIXES")
+            text = text.replace(old, new)
+        path.write_text(text)
+
+
+def prepare_tree(checkout: Path, data: Path, lib: str, fixes: bool = False) -> Path:
     work = Path(tempfile.mkdtemp(prefix="rechub-examples-"))
     _examples_tree(checkout, work)
     for src in (data / "examples").rglob("*"):
@@ -149,6 +171,8 @@ def prepare_tree(checkout: Path, data: Path, lib: str) -> Path:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     (work / "examples/matching/data/ml-1m/saved").mkdir(parents=True, exist_ok=True)
+    if fixes:
+        apply_fixes(work)
     if lib == "trainhub":
         for py in (work / "examples").rglob("*.py"):
             text = py.read_text()
@@ -199,11 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary examples folder")
+    parser.add_argument("--apply-fixes", action="store_true",
+                        help="apply README's one-line fixes for the differences trainhub keeps on purpose (FIXES)")
     args = parser.parse_args(argv)
     if not (args.data / "examples").is_dir():
         parser.error(f"{args.data} holds no examples/ folder of sample data")
     runs = [r for r in RUNS if not args.only or any(s in r.name for s in args.only)]
-    work = prepare_tree(args.checkout.resolve(), args.data.resolve(), args.lib)
+    work = prepare_tree(args.checkout.resolve(), args.data.resolve(), args.lib, args.apply_fixes)
     results = []
     try:
         for run in runs:
@@ -219,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     for group in ("matching", "ranking"):
         done = [r for r in results if r["group"] == group]
         if done:
-            print(f"{group}: {sum(r['ok'] for r in done)} of {len(done)} complete ({args.lib})")
+            print(f"{group}: {sum(r['ok'] for r in done)} of {len(done)} complete ({args.lib}"
+                  f"{', with README fixes' if args.apply_fixes else ''})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"lib": args.lib, "python": args.python, "results": results}, indent=1))

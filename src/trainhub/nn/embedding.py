@@ -26,7 +26,9 @@ def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
 
 def float_ids_error(name: str, ids: torch.Tensor) -> TypeError:
     """The error for a sparse/sequence feature fed floats, with the fix a script needs."""
-    sample = ids.reshape(-1)[:1].tolist()
+    flat = ids.reshape(-1)
+    fractional = flat[flat != flat.floor()]
+    sample = (fractional if fractional.numel() else flat)[:1].tolist()
     example = f" (e.g. {sample[0]:g})" if sample else ""
     return TypeError(
         f"feature {name!r}: ids must be integers, got {ids.dtype} values{example}. Encode the column to integer "
