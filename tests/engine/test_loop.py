@@ -229,3 +229,18 @@ def test_rng_state_covers_every_stream():
     draws = (random.random(), float(np.random.rand()), float(torch.rand(())))
     set_rng_state(state)
     assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == draws
+
+
+def test_last_step_gradients_stay_readable_after_an_epoch():
+    """Gradients are cleared when a step starts, so after training p.grad holds the last batch's."""
+    model, opt = make()
+    batches = data()
+    train_epoch(model, RegressionTask(), opt, batches, config=FitConfig(progress=False))
+    x, y = batches[-1]
+    reference = copy.deepcopy(model)
+    with torch.no_grad():  # undo the last SGD step to get the weights that batch saw
+        for p, q in zip(reference.parameters(), model.parameters()):
+            p.copy_(q + 0.05 * q.grad)
+    F.mse_loss(reference(x).squeeze(1), y).backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)

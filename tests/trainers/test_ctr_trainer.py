@@ -110,14 +110,22 @@ def test_bad_input_is_named(tmp_path):
         trainer.train_one_epoch(make_loader(DictDataset(x_big, y), 32))
 
 
-def test_gpus_on_a_machine_without_them_is_a_clear_error(tmp_path):
+def test_gpus_follow_torch_rechub_device_rule(tmp_path):
+    """``device`` says where training runs; ``gpus`` adds DataParallel only with 2+ ids on CUDA."""
+    sparse, dense, x, y = make_ctr_data(64)
+    trainer = CTRTrainer(deepfm(sparse, dense), device="cpu", gpus=[0], model_path=tmp_path, progress=False)
+    assert trainer.device.type == "cpu" and not isinstance(trainer.model, nn.DataParallel)
+    trainer.train_one_epoch(make_loader(DictDataset(x, y), 32))
+    trainer = CTRTrainer(deepfm(sparse, dense), device="cpu", gpus=[0, 1], model_path=tmp_path, progress=False)
+    assert trainer.device.type == "cpu" and not isinstance(trainer.model, nn.DataParallel)
+
+
+def test_a_missing_cuda_device_is_a_clear_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     sparse, dense, _, _ = make_ctr_data(8)
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        CTRTrainer(deepfm(sparse, dense), gpus=[0], model_path=tmp_path)
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
-        CTRTrainer(deepfm(sparse, dense), device="cuda:0", model_path=tmp_path)
+        CTRTrainer(deepfm(sparse, dense), device="cuda:0", gpus=[0], model_path=tmp_path)
 
 
 def test_regularization_matches_hand_computation():

@@ -1,13 +1,20 @@
 """Datasets, loaders, encoders and helpers."""
 
-from trainhub.data.convert import encode_to_parquet
-from trainhub.data.dataset import DictDataset, make_loader
+from trainhub.data.convert import encode_to_parquet, pa_array_to_tensor
+from trainhub.data.dataset import DictDataset, PredictDataset, TorchDataset, make_loader
 from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
-from trainhub.data.generator import DataGenerator
-from trainhub.data.match import MatchDataGenerator, gen_model_input, generate_seq_feature_match, negative_sample
+from trainhub.data.generator import DataGenerator, SeqDataset, SequenceDataGenerator
+from trainhub.data.match import (
+    MatchDataGenerator,
+    gather_inbatch_logits,
+    gen_model_input,
+    generate_seq_feature_match,
+    inbatch_negative_sampling,
+    negative_sample,
+)
 from trainhub.data.parquet import ParquetIterableDataset, ParquetLoader
 from trainhub.data.sequence import generate_seq_feature
-from trainhub.data.utils import df_to_dict, pad_sequences
+from trainhub.data.utils import array_replace_with_dict, df_to_dict, pad_sequences
 
 __all__ = [
     "CategoricalEncoder",
@@ -26,4 +33,13 @@ __all__ = [
     "ParquetIterableDataset",
     "ParquetLoader",
     "encode_to_parquet",
+    # Torch-RecHub names (utils.data, utils.match, data.convert)
+    "TorchDataset",
+    "PredictDataset",
+    "SeqDataset",
+    "SequenceDataGenerator",
+    "array_replace_with_dict",
+    "inbatch_negative_sampling",
+    "gather_inbatch_logits",
+    "pa_array_to_tensor",
 ]

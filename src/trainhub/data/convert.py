@@ -30,10 +30,54 @@ from trainhub.data.files import PathLike, import_pyarrow, resolve_files
 
 if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
     import pandas as pd
+    import torch
 
-__all__ = ["encode_to_parquet"]
+__all__ = ["encode_to_parquet", "pa_array_to_tensor"]
 
 log = logging.getLogger(__name__)
+
+
+def pa_array_to_tensor(arr: Any) -> "torch.Tensor":
+    """One PyArrow array as a float32 tensor (Torch-RecHub's converter, same results).
+
+    Numbers and booleans become ``[N]`` float32 with nulls as NaN; lists of them (all of one
+    length) become ``[N, L]``. :class:`trainhub.data.ParquetIterableDataset` converts columns
+    itself and keeps integer ids as integers; this function is for code that calls it directly.
+
+    Raises:
+        TypeError: the array (or its list values) is not numeric, boolean or null, e.g. strings.
+        ValueError: the lists have different lengths (pad them, e.g. with ``pad_sequences``).
+    """
+    import torch
+
+    pa = import_pyarrow()
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    def numeric(t: Any) -> bool:
+        return pt.is_boolean(t) or pt.is_floating(t) or pt.is_integer(t) or pt.is_null(t)
+
+    def as_numpy(a: Any) -> np.ndarray:
+        # pyarrow hands out read-only buffers; torch.from_numpy needs writable memory.
+        return np.asarray(a.cast(pa.float32()).to_numpy(zero_copy_only=False, writable=True), dtype=np.float32)
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if numeric(arr.type):
+        return torch.from_numpy(as_numpy(arr))
+    if not (pt.is_list(arr.type) or pt.is_large_list(arr.type) or pt.is_fixed_size_list(arr.type)):
+        raise TypeError(f"pa_array_to_tensor: arrays of type {arr.type} cannot become a tensor; "
+                        "only numbers, booleans, nulls and lists of them can")
+    if not numeric(arr.type.value_type):
+        raise TypeError(f"pa_array_to_tensor: lists of {arr.type.value_type} cannot become a tensor; "
+                        "only lists of numbers, booleans or nulls can")
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    if len(np.unique(lengths)) > 1:
+        raise ValueError(f"pa_array_to_tensor: lists of different lengths ({int(lengths.min())} to "
+                         f"{int(lengths.max())}) cannot form one tensor; pad them to one length first")
+    values = as_numpy(arr.flatten())
+    return torch.from_numpy(values.reshape(len(arr), -1 if len(arr) else 0))
+
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 INPUT_SUFFIXES = (".parquet", ".pq") + CSV_SUFFIXES

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["DictDataset", "EpochShuffleSampler", "make_loader", "to_tensor", "passthrough_collate"]
+__all__ = ["DictDataset", "EpochShuffleSampler", "make_loader", "to_tensor", "passthrough_collate", "TorchDataset",
+           "PredictDataset"]
 
 
 def to_tensor(name: str, values: Any) -> torch.Tensor:
@@ -91,6 +92,58 @@ class DictDataset(Dataset):
     def subset(self, indices: torch.Tensor) -> "DictDataset":
         """The given rows of this dataset, sharing its columns (no copy of the data)."""
         return DictDataset(self.x, self.y, rows=self._source_rows(torch.as_tensor(indices, dtype=torch.long)))
+
+
+def _column_lengths(x: Mapping[str, Any]) -> dict[str, int]:
+    if not hasattr(x, "items") or not len(list(x.keys())):
+        raise ValueError(f"x must be a dict of columns {{name: values}}, got {type(x).__name__}")
+    return {name: len(values) for name, values in x.items()}
+
+
+class TorchDataset(Dataset):
+    """Torch-RecHub's row dataset: item ``i`` is ``({name: x[name][i]}, y[i])``, values as given.
+
+    Columns are indexed, not converted, so they may hold anything indexable: numpy arrays, or
+    Python lists of lists of different lengths for a custom ``collate_fn`` to pad (session-based
+    NARM/STAMP). With ``DataLoader``'s default collate the values become tensors. For training
+    from whole columns of numbers, :class:`DictDataset` slices a batch in one step instead.
+
+    Args:
+        x: ``{name: column}``, each column as long as ``y``.
+        y: labels.
+    """
+
+    def __init__(self, x: Mapping[str, Any], y: Any):
+        super().__init__()
+        lengths = _column_lengths(x)
+        lengths["label (y)"] = len(y)
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns have different numbers of rows: {lengths}")
+        self.x, self.y = x, y
+
+    def __getitem__(self, index: int):
+        return {k: v[index] for k, v in self.x.items()}, self.y[index]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class PredictDataset(Dataset):
+    """Torch-RecHub's unlabelled row dataset: item ``i`` is ``{name: x[name][i]}``."""
+
+    def __init__(self, x: Mapping[str, Any]):
+        super().__init__()
+        lengths = _column_lengths(x)
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns have different numbers of rows: {lengths}")
+        self.x = x
+        self.num_rows = next(iter(lengths.values()))
+
+    def __getitem__(self, index: int):
+        return {k: v[index] for k, v in self.x.items()}
+
+    def __len__(self) -> int:
+        return self.num_rows
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):

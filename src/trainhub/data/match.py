@@ -12,11 +12,13 @@ from collections import Counter, OrderedDict
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from trainhub.data.dataset import DictDataset, make_loader
 from trainhub.data.utils import df_to_dict, pad_sequences
 
-__all__ = ["negative_sample", "generate_seq_feature_match", "gen_model_input", "MatchDataGenerator"]
+__all__ = ["negative_sample", "generate_seq_feature_match", "gen_model_input", "MatchDataGenerator",
+           "inbatch_negative_sampling", "gather_inbatch_logits"]
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +197,41 @@ class MatchDataGenerator:
         test = make_loader(DictDataset(x_test_user), batch_size, num_workers=num_workers)
         items = make_loader(DictDataset(x_all_item), batch_size, num_workers=num_workers)
         return train, test, items
+
+
+def inbatch_negative_sampling(scores: torch.Tensor, neg_ratio: int | None = None, hard_negative: bool = False,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Column indices of in-batch negatives for every row of a ``[B, B]`` user-item score matrix.
+
+    Torch-RecHub's function, vectorised: row ``i`` gets ``neg_ratio`` distinct columns other than
+    ``i`` (its positive), uniformly at random, or the highest-scoring ones with ``hard_negative``.
+    (:class:`trainhub.trainers.MatchTrainer` with ``in_batch_neg=True`` does this for you.)
+
+    Args:
+        scores: ``[B, B]``, ``scores[i, j]`` = user ``i`` against item ``j``.
+        neg_ratio: negatives per row; ``None`` or a value outside ``[1, B-1]`` gives ``B-1``.
+        hard_negative: take the top-scoring columns instead of random ones.
+        generator: a ``torch.Generator`` (on the CPU) for reproducible draws.
+
+    Returns:
+        ``[B, neg_ratio]`` int64 column indices, on ``scores``' device.
+    """
+    if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
+        raise ValueError(f"inbatch_negative_sampling expects a square [B, B] score matrix, got {tuple(scores.shape)}")
+    batch = scores.shape[0]
+    if batch <= 1:
+        raise ValueError("in-batch negative sampling needs a batch of at least 2 rows")
+    k = batch - 1 if neg_ratio is None or not 1 <= neg_ratio <= batch - 1 else int(neg_ratio)
+    diagonal = torch.eye(batch, dtype=torch.bool, device=scores.device)
+    if hard_negative:
+        keys = scores.detach().masked_fill(diagonal, float("-inf"))
+        return keys.topk(k, dim=1).indices
+    # The k smallest of i.i.d. uniform keys form a uniform random k-subset of the other columns.
+    keys = torch.rand(batch, batch, generator=generator).to(scores.device).masked_fill(diagonal, float("inf"))
+    return keys.topk(k, dim=1, largest=False).indices
+
+
+def gather_inbatch_logits(scores: torch.Tensor, neg_indices: torch.Tensor) -> torch.Tensor:
+    """``[B, 1+K]`` logits: the positive ``scores[i, i]`` first, then ``scores[i, neg_indices[i]]``."""
+    positive = scores.diagonal().unsqueeze(1)
+    return torch.cat([positive, scores.gather(1, neg_indices)], dim=1)

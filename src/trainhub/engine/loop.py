@@ -192,9 +192,12 @@ def train_epoch(
     seen = 0
     running, running_n = torch.zeros((), device=runtime.device), 0
     bar = tqdm(loader, desc=desc, disable=_bar_disabled(config.progress, runtime), leave=False, dynamic_ncols=True)
-    optimizer.zero_grad(set_to_none=True)
     num_batches = len(loader) if hasattr(loader, "__len__") else None
     for i, batch in enumerate(bar):
+        if i % accum == 0:
+            # Cleared when a step's first batch starts, not after the step: as in a plain loop,
+            # the last step's gradients stay readable (p.grad) once train_epoch returns.
+            optimizer.zero_grad(set_to_none=True)
         batch = runtime.to_device(batch)
         with precision.autocast():
             out: StepOutput = task.training_step(model, batch)
@@ -220,7 +223,6 @@ def train_epoch(
                 scaler.update()
             else:
                 optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
             if scheduler is not None and config.scheduler_interval == "step" and not _is_plateau(scheduler):
                 scheduler.step()

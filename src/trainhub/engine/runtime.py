@@ -5,7 +5,8 @@ A :class:`Runtime` is the one object that knows about devices and processes. Und
 peer ends the job instead of hanging it), wraps the model in DistributedDataParallel, shards
 map-style loaders across ranks (:mod:`trainhub.engine.sharding`) and offers the few collectives
 the loop needs (gather, broadcast, barrier). Otherwise it is a single process on one device,
-optionally with ``nn.DataParallel`` over several GPUs (Torch-RecHub's ``gpus=[...]``), and every
+optionally with ``nn.DataParallel`` over several GPUs (Torch-RecHub's ``gpus=[...]``: only with two or
+more ids and a CUDA ``device``; otherwise the model trains on ``device``), and every
 collective is a no-op, so single-process code paths are unchanged.
 """
 
@@ -234,7 +235,9 @@ class Runtime:
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:0"``, ...; under torchrun ``"cuda"`` becomes
             ``cuda:<LOCAL_RANK>`` with the nccl backend, the CPU uses gloo.
-        gpus: GPU ids for ``nn.DataParallel`` (one or more); ignored under torchrun.
+        gpus: GPU ids for ``nn.DataParallel``, as in Torch-RecHub: with two or more ids and a CUDA
+            ``device`` (the first id) the model is wrapped; with one id, or on a CPU ``device``, it
+            trains on ``device`` alone. Ignored under torchrun.
         seed: when given, everything is seeded at construction (offset by rank under torchrun).
         find_unused_parameters: passed to DistributedDataParallel (for models with parameters
             that some steps do not use).
@@ -261,13 +264,34 @@ class Runtime:
         self._sharded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         if self.world_size > 1:
             self._init_distributed()
-        elif self.gpus:
-            for g in self.gpus:
-                resolve_device(f"cuda:{g}")
-            self.device = torch.device(f"cuda:{self.gpus[0]}")
         self.device = resolve_device(self.device)
+        if not self.is_distributed and self.gpus:
+            self._check_gpus()
         if self.seed is not None:
             seed_everything(self.seed + self.rank)
+
+    def _check_gpus(self) -> None:
+        """Torch-RecHub's rule: ``device`` says where the model trains; ``gpus`` with more than one id
+        adds ``nn.DataParallel`` over them (then ``device`` must be the first of them)."""
+        gpus = list(self.gpus or [])
+        if self.device.type != "cuda":
+            if len(gpus) > 1:
+                log.warning("gpus=%s ignored: device is %r; pass device='cuda:%d' to train on them with "
+                            "nn.DataParallel", gpus, str(self.device), gpus[0])
+            return
+        if len(gpus) < 2:
+            return  # one id: the model trains on ``device``, as in Torch-RecHub
+        for g in gpus:
+            resolve_device(f"cuda:{g}")
+        if (self.device.index or 0) != gpus[0]:
+            raise ValueError(f"gpus={gpus} with device={str(self.device)!r}: nn.DataParallel keeps the model on "
+                             f"the first of gpus; pass device='cuda:{gpus[0]}' or put cuda:{self.device.index or 0} "
+                             "first in gpus")
+
+    @property
+    def data_parallel(self) -> bool:
+        """True when the model is wrapped in ``nn.DataParallel`` (``gpus`` with 2+ ids on a CUDA device)."""
+        return not self.is_distributed and self.device.type == "cuda" and len(self.gpus or []) > 1
 
     def _init_distributed(self) -> None:
         import torch.distributed as dist
@@ -312,7 +336,7 @@ class Runtime:
             ids = [self.device.index] if self.device.type == "cuda" else None
             return nn.parallel.DistributedDataParallel(model, device_ids=ids,
                                                        find_unused_parameters=self.find_unused_parameters)
-        if self.gpus and len(self.gpus) >= 1 and self.device.type == "cuda":
+        if self.data_parallel:
             return nn.DataParallel(model, device_ids=list(self.gpus))
         return model
 

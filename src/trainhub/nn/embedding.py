@@ -26,6 +26,33 @@ def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
         ) from None
 
 
+def float_ids_error(name: str, ids: torch.Tensor) -> TypeError:
+    """The error for a sparse/sequence feature fed floats, with the fix a script needs."""
+    flat = ids.reshape(-1)
+    fractional = flat[flat != flat.floor()]
+    sample = (fractional if fractional.numel() else flat)[:1].tolist()
+    example = f" (e.g. {sample[0]:g})" if sample else ""
+    return TypeError(
+        f"feature {name!r}: ids must be integers, got {ids.dtype} values{example}. Encode the column to integer "
+        f"ids (sklearn LabelEncoder or trainhub.data.CategoricalEncoder), or declare it a DenseFeature if it is a "
+        f"number. Torch-RecHub cast such values with .long(), which silently truncates them (every value in "
+        f"[0, 1) became id 0)."
+    )
+
+
+def _check_kinds(features: Sequence[object]) -> None:
+    """One column is either numbers (DenseFeature) or ids (SparseFeature/SequenceFeature), never both."""
+    dense = {f.name for f in features if isinstance(f, DenseFeature)}
+    for f in features:
+        if isinstance(f, (SparseFeature, SequenceFeature)) and f.name in dense:
+            raise ValueError(
+                f"feature {f.name!r} is declared both as a DenseFeature and as a {type(f).__name__}; a column is "
+                f"either numbers or ids. If it holds numbers (e.g. min-max scaled values), build the "
+                f"{type(f).__name__}s from the encoded id columns only; if it holds ids, drop the DenseFeature. "
+                f"(Torch-RecHub accepted both and looked the numbers up as truncated ids.)"
+            )
+
+
 def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
     """Raise a ValueError naming the feature and the bad id when an id is outside ``[0, vocab_size)``.
 
@@ -33,7 +60,7 @@ def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
     reads the ids on the host, which a traced graph cannot do.
     """
     if ids.is_floating_point():
-        raise TypeError(f"feature {name!r}: ids must be integers, got dtype {ids.dtype}")
+        raise float_ids_error(name, ids)
     if is_tracing() or ids.numel() == 0:
         return
     low, high = torch.aminmax(ids)
@@ -63,6 +90,8 @@ def _block_slice(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
     """``torch.stack(parts, dim=-2)`` as a view, when ``parts`` are consecutive fields of one lookup
     block (the per-feature views :meth:`EmbeddingCollection.lookup_many` returns), else None."""
     first = parts[0]
+    if type(first) is not torch.Tensor or is_tracing():
+        return None  # tensor subclasses (graph recorders) and tracers follow ops, not storage
     base = first._base
     if base is None or first.dim() < 1 or base.dim() != 2:
         return None
@@ -173,6 +202,7 @@ class EmbeddingCollection(nn.Module):
     def __init__(self, features: Sequence[object], check_inputs: bool = True, sparse_grad: bool = False):
         super().__init__()
         self.check_inputs = check_inputs
+        _check_kinds(features)
         specs: dict[str, SparseFeature | SequenceFeature] = {}
         for f in features:
             if isinstance(f, (SparseFeature, SequenceFeature)) and f.shared_with is None:
@@ -235,7 +265,7 @@ class EmbeddingCollection(nn.Module):
         """
         for f, ids in pairs:
             if ids.is_floating_point():
-                raise TypeError(f"feature {f.name!r}: ids must be integers, got dtype {ids.dtype}")
+                raise float_ids_error(f.name, ids)
         # Grouped by a scan, not a dict keyed by shape: under torch.export shapes are symbolic
         # and cannot be hashed.
         blocks: list[tuple[FusedTable, torch.Size, list[int]]] = []

@@ -2,8 +2,9 @@
 
 ``TorchIndex`` (exact, no extra dependency) is imported eagerly; ``FaissIndex`` and
 ``AnnoyIndex`` (extra: ``faiss``) and ``MilvusIndex`` (extra: ``milvus``; embedded milvus-lite or a
-server) load their backends only when accessed. ``Milvus`` is Torch-RecHub's
-``utils.match.Milvus`` adapter. Saved indexes verify their files on load
+server) load their backends only when accessed. ``Annoy``, ``Faiss`` and ``Milvus`` are
+Torch-RecHub's engine API (``fit`` / ``query``) over those indexes, see
+:mod:`trainhub.retrieval.compat`. Saved indexes verify their files on load
 (:mod:`trainhub.retrieval.integrity`).
 """
 
@@ -11,22 +12,18 @@ from trainhub.retrieval.base import METRICS, VectorIndex
 from trainhub.retrieval.exact import TorchIndex
 from trainhub.retrieval.integrity import IndexIntegrityError
 
-__all__ = ["VectorIndex", "TorchIndex", "FaissIndex", "AnnoyIndex", "MilvusIndex", "Milvus", "METRICS",
-           "IndexIntegrityError"]
+__all__ = ["VectorIndex", "TorchIndex", "FaissIndex", "AnnoyIndex", "MilvusIndex", "METRICS", "Annoy", "Faiss",
+           "Milvus", "IndexIntegrityError"]
+
+_LAZY = {"FaissIndex": "trainhub.retrieval.faiss_index", "AnnoyIndex": "trainhub.retrieval.annoy_index",
+         "MilvusIndex": "trainhub.retrieval.milvus_index", "Milvus": "trainhub.retrieval.milvus_index",
+         "Annoy": "trainhub.retrieval.compat", "Faiss": "trainhub.retrieval.compat"}
 
 
 def __getattr__(name: str):
     # Keeps ``import trainhub.retrieval`` free of optional imports until a backend is asked for.
-    if name == "FaissIndex":
-        from trainhub.retrieval.faiss_index import FaissIndex
+    if name in _LAZY:
+        import importlib
 
-        return FaissIndex
-    if name == "AnnoyIndex":
-        from trainhub.retrieval.annoy_index import AnnoyIndex
-
-        return AnnoyIndex
-    if name in ("MilvusIndex", "Milvus"):
-        from trainhub.retrieval import milvus_index
-
-        return getattr(milvus_index, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trainhub.retrieval' has no attribute {name!r}")

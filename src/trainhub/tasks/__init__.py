@@ -10,7 +10,7 @@ from trainhub.tasks.match import (
     objective_for_mode,
 )
 from trainhub.tasks.multitask import MTLStepOutput, MTLTask
-from trainhub.tasks.regularization import Regularization
+from trainhub.tasks.regularization import Regularization, RegularizationLoss
 from trainhub.tasks.weighting import (
     EqualWeighting,
     GradNorm,
@@ -20,7 +20,7 @@ from trainhub.tasks.weighting import (
     build_weighting,
 )
 
-__all__ = ["CTRTask", "Regularization", "check_binary_labels", "split_batch",
+__all__ = ["CTRTask", "Regularization", "RegularizationLoss", "check_binary_labels", "split_batch",
            "MTLTask", "MTLStepOutput", "LossWeighting", "EqualWeighting", "UncertaintyWeighting",
            "GradNorm", "MetaBalance", "build_weighting",
            "MatchTask", "PointwiseBCE", "PairwiseBPR", "ListwiseSoftmax", "InBatchNegatives", "objective_for_mode"]

@@ -133,8 +133,7 @@ class RecTrainer:
         task = getattr(self, "task", None)
         if task is not None and getattr(task, "backward", None) is not None:
             return False  # the strategy computes per-task gradients of every parameter itself
-        data_parallel = bool(self.runtime.gpus) and self.device.type == "cuda" and not self.runtime.is_distributed
-        return not data_parallel  # DataParallel's replicas reduce gradients densely
+        return not self.runtime.data_parallel  # DataParallel's replicas reduce gradients densely
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """``optimizer_fn(model.parameters(), **optimizer_params)``; row-sparse embedding tables get
@@ -282,6 +281,21 @@ class RecTrainer:
         return exporter.export(output_path, mode=mode, dummy_input=dummy_input, batch_size=batch_size,
                                seq_length=seq_length, opset_version=opset_version, dynamic_batch=dynamic_batch,
                                verbose=verbose, onnx_export_kwargs=onnx_export_kwargs)
+
+    def visualization(self, input_data: dict | None = None, batch_size: int = 2, seq_length: int = 10, depth: int = 3,
+                      show_shapes: bool = True, expand_nested: bool = True, save_path: str | None = None,
+                      graph_name: str = "model", device: str | None = None, dpi: int = 300, **kwargs: Any) -> Any:
+        """Draw the model's computation graph (torchview; extra ``visualization``), Torch-RecHub's method.
+
+        Returns torchview's ``ComputationGraph``; ``save_path`` also writes it as an image (needs
+        Graphviz's ``dot``). See :func:`trainhub.trainers.visualization.visualize_model`.
+        """
+        from trainhub.trainers.visualization import visualize_model
+
+        return visualize_model(unwrap_model(self.model), input_data=input_data, batch_size=batch_size,
+                               seq_length=seq_length, depth=depth, show_shapes=show_shapes,
+                               expand_nested=expand_nested, save_path=save_path, graph_name=graph_name,
+                               device=device or "cpu", dpi=dpi, **kwargs)
 
     def hyperparams(self) -> dict[str, Any]:
         return {

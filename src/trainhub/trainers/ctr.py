@@ -27,7 +27,8 @@ class CTRTrainer(RecTrainer):
         n_epoch: epochs to train.
         earlystop_patience: epochs without validation-AUC improvement before stopping.
         device: ``"cpu"``, ``"cuda:0"``, ...
-        gpus: GPU ids; one or more wraps the model in ``nn.DataParallel``.
+        gpus: GPU ids; two or more (with a CUDA ``device``) wrap the model in ``nn.DataParallel``,
+            otherwise it trains on ``device`` (Torch-RecHub's rule).
         loss_mode: True if the model returns logits only; False for ``(logits, aux_loss)``.
         model_path: folder for ``model.pth``, ``best.safetensors``, ``last.ckpt`` and logs.
         model_logger: a logger object (or list) with ``log_metrics``/``log_params``/``close``.

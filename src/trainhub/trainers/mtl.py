@@ -36,7 +36,8 @@ class MTLTrainer(RecTrainer):
         earlystop_taskid: the task whose validation metric drives early stopping and the best weights.
         earlystop_patience: epochs without improvement before stopping.
         device: ``"cpu"``, ``"cuda:0"``, ...
-        gpus: GPU ids; one or more wraps the model in ``nn.DataParallel``.
+        gpus: GPU ids; two or more (with a CUDA ``device``) wrap the model in ``nn.DataParallel``,
+            otherwise it trains on ``device`` (Torch-RecHub's rule).
         model_path: folder for ``model_{mode}_{seed}.pth``, ``best.safetensors``, ``last.ckpt`` and logs.
         model_logger: a logger object (or list) with ``log_metrics``/``log_params``/``close``.
         earlystop_mode: ``"max"``/``"min"``; by default it follows the type of task

@@ -71,10 +71,10 @@ class MatchModel(nn.Module):
 
 
 def as_list(features) -> list:
-    """Accept one feature or a list of them (Torch-RecHub passes lists)."""
+    """Accept one feature (or column name) or a list of them (Torch-RecHub passes lists)."""
     if features is None:
         return []
-    if isinstance(features, (SparseFeature, SequenceFeature, DenseFeature)):
+    if isinstance(features, (SparseFeature, SequenceFeature, DenseFeature, str)):
         return [features]
     return list(features)
 

@@ -23,6 +23,10 @@ def _example():
     return kwargs, toy.match_batch()
 
 
+def _column(feature) -> str:
+    return feature if isinstance(feature, str) else feature.name
+
+
 def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over positions (dim 1) of ``scores [B, L, H]`` ignoring padding."""
     return F.softmax(scores.masked_fill(~mask.unsqueeze(-1), -1e9), dim=1)
@@ -33,9 +37,10 @@ class SINE(MatchModel):
     """SINE.
 
     Args:
-        history_features: the item-id history (one ``SequenceFeature``; id 0 is padding).
-        item_features: the target item (one ``SparseFeature``).
-        neg_item_features: negatives ``[B, K]`` for list-wise training.
+        history_features: the item-id history (one ``SequenceFeature``, or its column name as in
+            Torch-RecHub's example; id 0 is padding).
+        item_features: the target item (one ``SparseFeature`` or column name).
+        neg_item_features: negatives ``[B, K]`` for list-wise training (feature or column name).
         num_items: size of the item table, shared by history, target and negatives.
         embedding_dim: item embedding size ``D``.
         hidden_dim: width of the attention layers.
@@ -56,6 +61,9 @@ class SINE(MatchModel):
         self.item_feature = as_list(item_features)[0]
         negs = as_list(neg_item_features)
         self.neg_item_feature = negs[0] if negs else None
+        # The item table is the model's own (num_items rows), so a bare column name is enough.
+        self.history_name, self.item_name = _column(self.history_feature), _column(self.item_feature)
+        self.neg_item_name = _column(self.neg_item_feature) if negs else None
         if num_intention > num_concept:
             raise ValueError(f"num_intention ({num_intention}) cannot exceed num_concept ({num_concept})")
         self.num_items, self.num_intention, self.seq_max_len = num_items, num_intention, seq_max_len
@@ -79,7 +87,7 @@ class SINE(MatchModel):
         return self.item_table(ids.long()), ids
 
     def user_tower(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        seq, ids = self._items(self.history_feature.name, x)  # [B, L, D]
+        seq, ids = self._items(self.history_name, x)  # [B, L, D]
         if ids.shape[1] > self.seq_max_len:
             raise ValueError(f"history length {ids.shape[1]} exceeds seq_max_len={self.seq_max_len}")
         mask = ids != 0
@@ -103,11 +111,11 @@ class SINE(MatchModel):
         return torch.einsum("bk,bkd->bd", weights, interests)  # [B, D]
 
     def item_tower(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        emb, ids = self._items(self.item_feature.name, x)
+        emb, ids = self._items(self.item_name, x)
         return emb.reshape(ids.shape[0], -1)
 
     def scores(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.neg_item_feature is None:
             raise ValueError("SINE needs neg_item_features for list-wise training (or train with in_batch_neg=True)")
-        candidates = stack_candidates(self.item_tower(x), self._items(self.neg_item_feature.name, x)[0])
+        candidates = stack_candidates(self.item_tower(x), self._items(self.neg_item_name, x)[0])
         return torch.einsum("bd,bcd->bc", self.user_tower(x), candidates) / self.temperature  # [B, 1+K]

@@ -27,7 +27,16 @@ def embed_sequence(embedding: EmbeddingCollection, feature: SequenceFeature,
 def check_pairs(first: Sequence[object], second: Sequence[object], first_name: str, second_name: str) -> None:
     """Raise when two feature lists that are used pairwise differ in length or embedding size."""
     if len(first) != len(second):
-        raise ValueError(f"{first_name} and {second_name} must pair up one to one; got {len(first)} and {len(second)}")
+        names = [[f.name for f in first], [f.name for f in second]]
+        longer, extra = (second_name, names[1][len(first):]) if len(second) > len(first) else (first_name,
+                                                                                              names[0][len(second):])
+        raise ValueError(
+            f"{first_name}s and {second_name}s pair up one to one (the i-th of each go together), got "
+            f"{len(first)} {first_name}s {names[0]} and {len(second)} {second_name}s {names[1]}. Pass only the "
+            f"{longer}s that have a partner, in the same order"
+            + (f"; put the others ({extra}) in `features` only" if longer == "target feature" else "")
+            + f". (Torch-RecHub left the extra {longer}s out of the attention.)"
+        )
     for a, b in zip(first, second):
         if a.embed_dim != b.embed_dim:
             raise ValueError(
