@@ -161,3 +161,14 @@ def test_masked_candidates_take_no_part_in_row_auc():
     inf = float("-inf")
     assert Candidates.from_output(torch.tensor([[0.0, 1.0, inf]])).row_auc() == (0.0, 1)
     assert Candidates.from_output(torch.tensor([[0.5, 1.0, inf, 0.0]])).row_auc() == (0.5, 1)
+def test_duplicate_items_in_a_batch_are_found_exactly_even_on_a_hash_collision(monkeypatch):
+    from trainhub.tasks import match
+
+    torch.manual_seed(0)
+    item = torch.randn(40, 8)[torch.randint(0, 40, (200,))]
+    inverse = torch.unique(item, dim=0, return_inverse=True)[1]
+    expected = inverse[None] == inverse[:, None]
+    assert torch.equal(match._same_rows(item), expected)
+    # every row hashing alike: the check against each group's first row falls back to the exact sort
+    monkeypatch.setattr(match, "_ROW_HASH_WEIGHTS", {(8, "cpu"): torch.zeros(8, dtype=torch.long)})
+    assert torch.equal(match._same_rows(item), expected)
