@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -249,9 +249,3 @@ def load_run(folder: str | Path, device: str | torch.device = "cpu") -> Run:
     load_weights(folder / manifest.get("weights", WEIGHTS), model)
     model.to(device).eval()
     return Run(folder, manifest, model, Preprocessor.load(folder), features, device)
-
-
-def _frames_rows(frames: Sequence["pd.DataFrame | None"]) -> "pd.DataFrame":
-    import pandas as pd
-
-    return pd.concat([f for f in frames if f is not None], ignore_index=True)

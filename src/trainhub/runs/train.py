@@ -26,8 +26,13 @@ from trainhub.runs.config import ConfigError, RunConfig, TrainerConfig, load_run
 from trainhub.runs.folder import FORMAT, FORMAT_VERSION, WEIGHTS, Run, export_embeddings, write_manifest
 from trainhub.runs.plots import MetricRecorder, plot_curves
 from trainhub.runs.prepare import Preprocessor, load_frames
-from trainhub.runs.specs import check_model_params, feature_to_dict, is_feature_param, params_to_json, \
-    resolve_feature_refs
+from trainhub.runs.specs import (
+    check_model_params,
+    feature_to_dict,
+    is_feature_param,
+    params_to_json,
+    resolve_feature_refs,
+)
 
 __all__ = ["RunResult", "train_run", "FAMILY_TRAINERS"]
 
