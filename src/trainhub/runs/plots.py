@@ -2,7 +2,7 @@
 
 Left panel: the running training loss (every few optimizer steps), the epoch-mean training loss
 and the validation loss when the task reports one. Right panel: the validation metrics (AUC,
-Recall@K...). Test metrics of the best weights are stars at the last step. Both panels share the
+Recall@K...). Test metrics of the kept (best) weights are stars at their step. Both panels share the
 optimizer-step axis, as the logs do.
 """
 

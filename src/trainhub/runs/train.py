@@ -304,8 +304,11 @@ def train_run(config: RunConfig | str | Path | dict, overrides: Sequence[str] = 
                 scores.update(match["evaluators"][part].compute(trainer.model))
             metrics[part] = {k: float(v) for k, v in scores.items()}
         step = fit_result.state.global_step
-        if "test" in metrics:
-            logger.log_metrics({f"test/{k}": v for k, v in metrics["test"].items()}, step=step)
+        if "test" in metrics:  # at the step of the weights that were kept (the best validation)
+            best = fit_result.best_epoch
+            kept = next((s for s, n, v in recorder.records if n == "epoch" and best is not None and int(v) == best + 1),
+                        step)
+            logger.log_metrics({f"test/{k}": v for k, v in metrics["test"].items()}, step=kept)
 
         # 5. the run folder
         save_weights(run_dir / WEIGHTS, plain_state_dict(trainer.model, copy=False),
