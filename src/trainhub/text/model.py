@@ -89,8 +89,8 @@ def download_model(repo_id: str) -> str:
                 f"folder saved with save_pretrained(), or use {DEFAULT_ENCODER!r} (bundled, no download)."
             ) from None
         raise ModelNotAvailableError(
-            f"{where} could not be downloaded from the Hugging Face Hub and is not in the cache ({cache}): "
-            f"{err}. Check the network, or give a local model folder."
+            f"{where} could not be downloaded from the Hugging Face Hub and is not in the cache ({cache}) "
+            f"({str(err).strip().rstrip('.')}). Check the network, or give a local model folder."
         ) from None
     except errors.GatedRepoError:
         raise ModelNotAvailableError(f"{where} is gated on the Hugging Face Hub: accept its terms and log in "
@@ -135,18 +135,16 @@ def resolve_base_model(name: str) -> str:
 def load_tokenizer(name: str) -> Any:
     """Fast tokenizer of ``name`` (see :func:`resolve_base_model`); adds a ``[PAD]`` token when the
     model has none."""
-    folder = resolve_base_model(name)
-    transformers = import_transformers()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    transformers = import_transformers()  # before any download: fail fast without the extra
+    tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_base_model(name))
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "[PAD]"})
     return tokenizer
 
 
 def load_encoder(name: str) -> nn.Module:
-    folder = resolve_base_model(name)
     transformers = import_transformers()
-    return transformers.AutoModel.from_pretrained(folder)
+    return transformers.AutoModel.from_pretrained(resolve_base_model(name))
 
 
 class MultiTaskModel(nn.Module):
