@@ -70,22 +70,25 @@ def plot_curves(recorder: MetricRecorder, path: str | Path, title: str = "") -> 
     fig = Figure(figsize=(11, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax_loss, ax_metric = fig.subplots(1, 2)
+    colors: dict[str, str] = {}  # a test star takes the colour of its validation curve
     steps, values = recorder.series("train/step_loss")
     if steps:
         ax_loss.plot(steps, values, color="0.7", linewidth=1, label="train loss (running)")
     for name in loss_names:
         xs, ys = recorder.series(name)
-        ax_loss.plot(xs, ys, marker="o", label=name)
+        colors[name] = ax_loss.plot(xs, ys, marker="o", label=name)[0].get_color()
     ax_loss.set_xlabel("optimizer step")
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("loss")
     for name in metric_names:
         xs, ys = recorder.series(name)
-        ax_metric.plot(xs, ys, marker="o", label=name)
-    for name in (n for n in names if n.startswith("test/")):  # the best weights on the test rows
+        colors[name] = ax_metric.plot(xs, ys, marker="o", label=name)[0].get_color()
+    for name in (n for n in names if n.startswith("test/")):  # the kept weights on the test rows
         xs, ys = recorder.series(name)
         ax = ax_loss if _is_loss(name) else ax_metric
-        ax.plot(xs, ys, linestyle="none", marker="*", markersize=12, label=name)
+        color = colors.get("val/" + name.removeprefix("test/"), "black")
+        ax.plot(xs, ys, linestyle="none", marker="*", markersize=13, color=color, markeredgecolor="black",
+                label=name)
     ax_metric.set_xlabel("optimizer step")
     ax_metric.set_title("validation metrics" if metric_names else "no validation data")
     for ax in (ax_loss, ax_metric):
