@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from trainhub.engine import seed_everything
 from trainhub.engine.checkpoint import plain_state_dict, save_weights, write_text_atomic
 from trainhub.logging import MultiLogger, build_logger, flatten_params
+from trainhub.models.summary import model_summary
 from trainhub.runs.config import ConfigError, RunConfig, TrainerConfig, load_run_config
 from trainhub.runs.folder import FORMAT, FORMAT_VERSION, WEIGHTS, Run, export_embeddings, write_manifest
 from trainhub.runs.plots import MetricRecorder, plot_curves
@@ -243,8 +244,16 @@ def train_run(config: RunConfig | str | Path | dict, overrides: Sequence[str] = 
     kind = _trainer_kind(cfg)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(cfg, kind, run_dir)
+    finally:
+        torch.set_num_threads(threads)  # the setting is process-wide: give it back
+
+
+def _train(cfg: RunConfig, kind: str, run_dir: Path) -> RunResult:
     seed_everything(cfg.seed)
 
     # 1. rows -> model inputs (encoder and scaling fitted on the training rows only)
@@ -313,8 +322,6 @@ def train_run(config: RunConfig | str | Path | dict, overrides: Sequence[str] = 
         # 5. the run folder
         save_weights(run_dir / WEIGHTS, plain_state_dict(trainer.model, copy=False),
                      {"model": cfg.model.name, "format": FORMAT})
-        from trainhub.models.summary import model_summary
-
         summary = model_summary(trainer.model)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "trainhub_version": _version(),
