@@ -108,8 +108,10 @@ def test_model_forward_by_name_and_index(tiny_model_dir):
         model(ids, task_id="x")
 
 
-def test_hub_name_fails_fast():
+def test_uncached_hub_name_fails_fast_offline(tmp_path, monkeypatch):
     from trainhub.text.model import resolve_base_model
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="not a local directory"):
         resolve_base_model("distilbert-base-uncased")

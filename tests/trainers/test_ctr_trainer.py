@@ -181,7 +181,9 @@ def test_legacy_model_logger_and_csv_logger_receive_metrics(tmp_path):
                          model_logger=Legacy(), loggers=["csv"])
     trainer.fit(train_dl, val_dl)
     epochs = [r for r in received if isinstance(r[0], int) and "val/auc" in r[1]]
-    assert [e[0] for e in epochs] == [0, 1]
+    # epoch-end metrics are logged at the optimizer step (the axis of the step losses), with the epoch
+    assert [e[0] for e in epochs] == [len(train_dl), 2 * len(train_dl)]
+    assert [e[1]["epoch"] for e in epochs] == [1, 2]
     assert received[0][0] == "params" and received[-1] == ("finish",)
     assert "val/auc" in (tmp_path / "logs" / "metrics.csv").read_text()
 

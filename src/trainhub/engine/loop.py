@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -192,6 +194,7 @@ def train_epoch(
     seen = 0
     running, running_n = torch.zeros((), device=runtime.device), 0
     bar = tqdm(loader, desc=desc, disable=_bar_disabled(config.progress, runtime), leave=False, dynamic_ncols=True)
+    started = time.perf_counter()
     num_batches = len(loader) if hasattr(loader, "__len__") else None
     for i, batch in enumerate(bar):
         if i % accum == 0:
@@ -241,7 +244,8 @@ def train_epoch(
         if running_n == config.log_every_n_steps:
             mean = float(running) / running_n
             _check_finite(mean, f"in the {running_n} batches up to epoch {state.epoch}, batch {i}")
-            bar.set_postfix(loss=f"{mean:.4f}")
+            rows_per_s = seen / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix({"loss": f"{mean:.4f}", "rows/s": f"{rows_per_s:,.0f}"})
             if logger is not None:
                 logger.log_metrics({"train/step_loss": mean}, step=state.global_step)
             running, running_n = torch.zeros((), device=runtime.device), 0
@@ -490,7 +494,7 @@ def fit(
         fire(callbacks, "on_epoch_start", state)
         train_logs = train_epoch(
             model, task, optimizer, train_loader, runtime=runtime, config=config, state=state,
-            scheduler=scheduler, logger=logger, callbacks=callbacks, desc=f"epoch {epoch}",
+            scheduler=scheduler, logger=logger, callbacks=callbacks, desc=f"epoch {epoch + 1}/{config.max_epochs}",
             after_step=validate_on_step if step_eval else None, precision=precision,
         )
         # Each rank trained on an equal-sized shard: the mean over ranks is the epoch's mean.
@@ -519,7 +523,9 @@ def fit(
         state.history.append(logs)
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.6g}" for k, v in logs.items()))
         if logger is not None:
-            logger.log_metrics(logs, step=epoch)
+            # The optimizer step is the x axis of every curve (step losses, step and epoch
+            # validation alike); the epoch travels along as a metric of its own.
+            logger.log_metrics({**logs, "epoch": state.epoch}, step=state.global_step)
         if checkpointer is not None:
             rng = runtime.all_gather_object(_rng_state())  # each rank resumes its own random streams
             loaders = runtime.all_gather_object(loader_state(train_loader))

@@ -24,6 +24,7 @@ class CSVLogger:
         self.save_dir = Path(save_dir)
         self.save_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.save_dir / "metrics.csv"
+        self._params: dict[str, Any] = {}
         new = not self.path.exists()
         self._fh = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._fh)
@@ -36,7 +37,9 @@ class CSVLogger:
         self._fh.flush()
 
     def log_params(self, params: dict[str, Any]) -> None:
-        write_text_atomic(self.save_dir / "params.json", json.dumps(params, indent=2, default=str))
+        # Several callers may log params (a run, then its trainer): the file keeps them all.
+        self._params.update(params)
+        write_text_atomic(self.save_dir / "params.json", json.dumps(self._params, indent=2, default=str))
 
     def state_dict(self) -> dict[str, int]:
         self._fh.flush()

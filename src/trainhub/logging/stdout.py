@@ -23,8 +23,10 @@ class StdoutLogger:
 
         if not self.log_steps and all(k.startswith("train/step") for k in metrics):
             return
-        unit = "epoch" if "train/loss" in metrics else "step"
-        tqdm.write(f"{unit} {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        where = f"epoch {int(epoch)} (step {step})" if epoch is not None else f"step {step}"
+        tqdm.write(f"{where}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
 
     def log_params(self, params: dict[str, Any]) -> None:
         from tqdm.auto import tqdm

