@@ -314,13 +314,18 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
     return runtime.broadcast_object(task.compute_metrics())
 
 
-def check_monitor(task: Task, stopper: EarlyStopping | None) -> None:
+def check_monitor(task: Task, stopper: EarlyStopping | None, callbacks: Sequence[object] = ()) -> None:
     """Fail before any training when early stopping monitors a metric the task never produces
-    (tasks that know their metric names list them in ``metric_names()``)."""
+    (tasks that know their metric names list them in ``metric_names()``; so do callbacks that add
+    metrics at the end of a validation)."""
     names = getattr(task, "metric_names", None)
     if stopper is None or not callable(names):
         return
     known = list(names())
+    for callback in callbacks:
+        extra = getattr(callback, "metric_names", None)
+        if callable(extra):
+            known.extend(extra())
     if stopper.monitor not in known and stopper.monitor.removeprefix("val/") not in known:
         raise ValueError(f"early stopping monitors {stopper.monitor!r}, but validation produces {known}; "
                          "monitor one of these")
@@ -436,7 +441,7 @@ def fit(
     val_loader = runtime.distribute_loader(val_loader, train=False)
     runtime.setup_optimizer(optimizer, model)
 
-    check_monitor(task, stopper if val_loader is not None else None)
+    check_monitor(task, stopper if val_loader is not None else None, callbacks or ())
     precision = _Precision(config.precision, runtime.device)  # one gradient scaler for the whole run
     payload = _read_resume(checkpointer, config.resume, runtime) if config.resume and checkpointer else None
     if payload is not None:

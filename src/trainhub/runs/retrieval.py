@@ -64,6 +64,10 @@ class RetrievalEvaluator:
             out[f"ndcg_at_{k}"] = ndcg_at_k(truth, preds, k)
         return out
 
+    def metric_names(self) -> list[str]:
+        """The metrics :meth:`compute` adds (read before training to check the early-stopping monitor)."""
+        return [f"{name}_at_{k}" for k in self.topk for name in ("recall", "ndcg")]
+
     # -- callback -------------------------------------------------------------------------------
     def on_validation_end(self, state: Any, metrics: dict[str, float]) -> None:
         if self.model is None:
