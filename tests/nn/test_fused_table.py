@@ -3,18 +3,19 @@ import torch
 
 from trainhub.features import SequenceFeature, SparseFeature
 from trainhub.nn import EmbeddingCollection
-from trainhub.nn.fused_table import unique_rows
+from trainhub.nn.fused_table import sum_rows
 from trainhub.optim.rowwise import coalesced
 
 
-@pytest.mark.parametrize("num_rows", [50, 100_000])  # bitmap branch and sort branch
-def test_unique_rows_matches_torch_unique(num_rows):
-    ids = torch.randint(0, 50, (300,)) * (num_rows // 50)
-    scratch: dict = {}
-    for _ in range(2):  # the scratch buffers are left clean for the next call
-        rows, inverse = unique_rows(ids, num_rows, scratch)
-        ref_rows, ref_inverse = torch.unique(ids, sorted=True, return_inverse=True)
-        assert torch.equal(rows, ref_rows) and torch.equal(inverse, ref_inverse)
+def test_sum_rows_adds_the_values_of_each_id_in_a_fixed_order():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 40, (500,)) * 1000
+    values = torch.randn(500, 3)
+    rows, sums = sum_rows(ids, values)
+    ref_rows, inverse = torch.unique(ids, sorted=True, return_inverse=True)
+    assert torch.equal(rows, ref_rows)
+    torch.testing.assert_close(sums, torch.zeros(len(rows), 3).index_add_(0, inverse, values))
+    assert torch.equal(sum_rows(ids, values)[1], sums)  # repeatable to the bit
 
 
 def _features():

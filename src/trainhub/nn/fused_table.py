@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FusedTable", "row_sparse_lookup", "unique_rows", "ROWWISE_ATTR", "is_tracing"]
+__all__ = ["FusedTable", "row_sparse_lookup", "sum_rows", "ROWWISE_ATTR", "is_tracing"]
 
 # Parameters marked with this attribute get row-sparse gradients and are updated (and, under
 # torch.distributed, synchronised) by trainhub's row-wise optimizers instead of DDP's reducer.
@@ -38,59 +38,47 @@ def _sparse_rows(rows: torch.Tensor, values: torch.Tensor, shape: torch.Size) ->
     return torch.sparse_coo_tensor(rows.unsqueeze(0), values, shape, is_coalesced=True, check_invariants=False)
 
 
-def unique_rows(ids: torch.Tensor, num_rows: int, scratch: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.unique(ids, sorted=True, return_inverse=True)`` for ids in ``[0, num_rows)``.
+def sum_rows(ids: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unique ``ids`` (ascending) and the sum of ``values [N, D]`` over each id's occurrences.
 
-    A batch touches few rows of a table that is not huge, so a mark-and-scan over a row bitmap
-    (``O(num_rows)`` memory traffic, no sort) beats a sort of the batch's ids; for tables much
-    larger than the batch the sort wins. ``scratch`` keeps the bitmap and slot buffers between
-    calls (they are left clean after use).
+    One sort of the ids, then the occurrences of each id are consecutive and one
+    ``embedding_bag(mode="sum")`` over the sorted order adds them up: on the CPU about half the
+    cost of finding the unique rows and scattering with ``index_add_`` (which adds row by row on
+    one thread). The order of the additions is fixed by the stable sort, so results repeat exactly.
     """
-    if num_rows > 64 * ids.numel() or scratch is None:
-        return torch.unique(ids, sorted=True, return_inverse=True)
-    seen, slot = scratch.get("seen"), scratch.get("slot")
-    if seen is None or seen.numel() != num_rows or seen.device != ids.device:
-        seen = scratch["seen"] = torch.zeros(num_rows, dtype=torch.bool, device=ids.device)
-        slot = scratch["slot"] = torch.empty(num_rows, dtype=torch.int64, device=ids.device)
-    seen[ids] = True
-    rows = seen.nonzero().squeeze(1)  # [U], ascending
-    seen[rows] = False
-    slot[rows] = torch.arange(rows.numel(), device=ids.device)
-    return rows, slot[ids]
+    sorted_ids, order = torch.sort(ids, stable=True)
+    rows, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
+    offsets = counts.cumsum(0).sub_(counts)
+    return rows, torch.nn.functional.embedding_bag(order, values, offsets, mode="sum")
 
 
 class _RowSparseLookup(torch.autograd.Function):
     """``weight[ids]`` whose gradient is row-sparse (unique rows, summed), not a dense table."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None,
-                scratch: dict | None) -> torch.Tensor:
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(ids, frozen)
         ctx.weight_shape = weight.shape
-        ctx.scratch = scratch
         return weight.index_select(0, ids)  # [N, D]
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         ids, frozen = ctx.saved_tensors
-        rows, inverse = unique_rows(ids, ctx.weight_shape[0], ctx.scratch)  # [U], [N]
-        values = grad_out.new_zeros(rows.numel(), grad_out.shape[1]).index_add_(0, inverse, grad_out)  # [U, D]
+        rows, values = sum_rows(ids, grad_out)  # [U], [U, D]
         if frozen is not None:  # padding rows keep a zero embedding and take no update
             values.masked_fill_(frozen.index_select(0, rows).unsqueeze(1), 0.0)
-        return _sparse_rows(rows, values, ctx.weight_shape), None, None, None
+        return _sparse_rows(rows, values, ctx.weight_shape), None, None
 
 
-def row_sparse_lookup(weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None = None,
-                      scratch: dict | None = None) -> torch.Tensor:
+def row_sparse_lookup(weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
     """Rows ``weight[ids]`` for flat int64 ``ids [N]`` -> ``[N, D]`` with a row-sparse gradient.
 
-    ``frozen`` (bool ``[rows]``) marks rows whose gradient is dropped (padding rows); ``scratch``
-    is a dict the lookup may keep buffers in (see :func:`unique_rows`).
+    ``frozen`` (bool ``[rows]``) marks rows whose gradient is dropped (padding rows).
     """
     if not (torch.is_grad_enabled() and weight.requires_grad) or is_tracing():
         # Inference and tracing take the plain gather: it exports, and there is no gradient to shape.
         return weight.index_select(0, ids)
-    return _RowSparseLookup.apply(weight, ids, frozen, scratch)
+    return _RowSparseLookup.apply(weight, ids, frozen)
 
 
 class FusedTable(nn.Module):
@@ -120,7 +108,6 @@ class FusedTable(nn.Module):
             self.register_buffer("frozen", frozen, persistent=False)
         else:
             self.frozen = None
-        self._scratch: dict = {}  # buffers for unique_rows; not state
         self.set_sparse_grad(sparse_grad)
 
     @property
@@ -138,7 +125,7 @@ class FusedTable(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Global row ids ``[N]`` (int64) -> ``[N, D]``."""
         if self.sparse_grad:
-            return row_sparse_lookup(self.weight, ids, self.frozen, self._scratch)
+            return row_sparse_lookup(self.weight, ids, self.frozen)
         rows = self.weight.index_select(0, ids)  # [N, D]
         if self.frozen is not None and rows.requires_grad:
             # Padding rows are zero, so masking changes no value and only stops their gradient.
