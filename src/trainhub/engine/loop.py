@@ -314,13 +314,18 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
     return runtime.broadcast_object(task.compute_metrics())
 
 
-def check_monitor(task: Task, stopper: EarlyStopping | None) -> None:
-    """Fail before any training when early stopping monitors a metric the task never produces
-    (tasks that know their metric names list them in ``metric_names()``)."""
-    names = getattr(task, "metric_names", None)
-    if stopper is None or not callable(names):
+def check_monitor(task: Task, stopper: EarlyStopping | None, callbacks: Sequence[Any] = ()) -> None:
+    """Fail before any training when early stopping monitors a metric that validation never produces.
+
+    The task lists its keys in ``metric_names()``; a callback that adds metrics in
+    ``on_validation_end`` lists its own the same way. When the task or such a callback does not
+    say what it produces, nothing is checked.
+    """
+    adders = [cb for cb in callbacks if callable(getattr(cb, "on_validation_end", None))]
+    sources = [task, *adders]
+    if stopper is None or not all(callable(getattr(s, "metric_names", None)) for s in sources):
         return
-    known = list(names())
+    known = [name for s in sources for name in s.metric_names()]
     if stopper.monitor not in known and stopper.monitor.removeprefix("val/") not in known:
         raise ValueError(f"early stopping monitors {stopper.monitor!r}, but validation produces {known}; "
                          "monitor one of these")
@@ -436,7 +441,7 @@ def fit(
     val_loader = runtime.distribute_loader(val_loader, train=False)
     runtime.setup_optimizer(optimizer, model)
 
-    check_monitor(task, stopper if val_loader is not None else None)
+    check_monitor(task, stopper if val_loader is not None else None, callbacks)
     precision = _Precision(config.precision, runtime.device)  # one gradient scaler for the whole run
     payload = _read_resume(checkpointer, config.resume, runtime) if config.resume and checkpointer else None
     if payload is not None:

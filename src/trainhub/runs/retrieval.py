@@ -65,6 +65,10 @@ class RetrievalEvaluator:
         return out
 
     # -- callback -------------------------------------------------------------------------------
+    def metric_names(self) -> list[str]:
+        """The keys :meth:`on_validation_end` adds (so early stopping may monitor them)."""
+        return [f"{name}_at_{k}" for k in self.topk for name in ("recall", "ndcg")]
+
     def on_validation_end(self, state: Any, metrics: dict[str, float]) -> None:
         if self.model is None:
             raise RuntimeError("RetrievalEvaluator used as a callback needs .model set to the trained model")

@@ -179,7 +179,7 @@ class RecTrainer:
         """
         if not self.config.resume:
             self.early_stopper.reset()  # a second fit() must not compare against the first one's best
-        check_monitor(self.task, self.early_stopper if val_dataloader is not None else None)
+        check_monitor(self.task, self.early_stopper if val_dataloader is not None else None, self.callbacks)
         self._prepare_run_folder()
         logger = self._get_logger()
         try:
