@@ -3,32 +3,25 @@
 * Weights go to ``.safetensors`` files (no code can run at load time).
 * Resume state (optimizer, scheduler, loop counters, RNG) goes through ``torch.save`` and is read
   back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain data.
-* Every write lands in a temporary file in the same folder, is fsynced, then renamed over the
-  target, so a crash mid-write leaves the previous checkpoint intact. A temporary file left by a
-  process killed mid-write is removed by the next write of the same target.
-* Files are created with the process umask (``0644`` under the usual ``022``), like any other
-  file the user writes, so a serving process or another user sharing the folder can read them.
+* Every write goes through :func:`trainhub.files.atomic_write` (a temporary file, fsynced, then
+  renamed), so a crash mid-write leaves the previous checkpoint intact.
 * A file that cannot be read (empty, truncated, not a checkpoint) raises :class:`CheckpointError`
   naming the file and what to do about it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
-import re
-import secrets
-import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from trainhub.engine.runtime import unwrap_model
-
-log = logging.getLogger(__name__)
+# The file utilities live below every layer; they stay importable from here.
+from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, write_text_atomic
 
 __all__ = [
     "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
@@ -38,73 +31,6 @@ __all__ = [
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be used; the message names the file and the way out."""
-
-
-def _temp_pattern(name: str) -> re.Pattern:
-    # ".<name>.<pid>.<hex>.tmp" (and the older ".<name>.<random>.tmp" of tempfile.mkstemp)
-    return re.compile(rf"^\.{re.escape(name)}\.(\d+\.)?[0-9A-Za-z_]+\.tmp$")
-
-
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files of ``path`` left behind by a writer that was killed mid-write."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    pattern = _temp_pattern(path.name)
-    removed = []
-    for entry in path.parent.iterdir():
-        if pattern.match(entry.name):
-            try:
-                entry.unlink()
-                removed.append(entry)
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:  # make the rename itself durable; not every platform can open a folder
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
-
-    The temporary file is created with mode ``0666`` minus the process umask (``tempfile``'s
-    ``0600`` would make checkpoints unreadable to anyone but their writer).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    mode = tmp.stat().st_mode & 0o777  # 0666 minus the umask, read without touching the umask
-    try:
-        write(str(tmp))
-        if tmp.stat().st_mode & 0o777 != mode:  # some writers (safetensors) recreate the file as 0600
-            os.chmod(tmp, mode)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a small text file (JSON, YAML) atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _to_state_dict(obj: Any) -> Any:
@@ -210,26 +136,6 @@ def _first_line(err: BaseException) -> str:
 
 RESUME_HINT = ("delete it to start a new run, or pass resume=False (a new run replaces it); "
                "copying last.ckpt aside after each epoch keeps an older one to fall back on")
-
-
-def remove_run_files(paths: list[Path], folder: Path) -> list[Path]:
-    """Delete the files (and folders) of an earlier run that a new run in ``folder`` replaces,
-    with one warning naming them; returns what was removed."""
-    removed = []
-    for path in paths:
-        remove_stale_temps(path)
-        if path.is_dir():
-            shutil.rmtree(path)
-            removed.append(path)
-        elif path.exists():
-            path.unlink()
-            removed.append(path)
-    if removed:
-        names = ", ".join(str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p) for p in removed)
-        log.warning(
-            "%s held files of an earlier run (%s); a new run (resume off) replaces them, so they were removed. "
-            "Use another folder to keep both runs, or resume to continue the earlier one", folder, names)
-    return removed
 
 
 class Checkpointer:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainhub.engine.checkpoint import atomic_write
+from trainhub.files import atomic_write
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
 
 __all__ = ["ONNXExporter", "ONNXWrapper", "export_onnx", "run_onnx", "model_features", "generate_dummy_input",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from trainhub.data.encoders import CategoricalEncoder
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
 
 if TYPE_CHECKING:

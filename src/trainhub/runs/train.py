@@ -20,7 +20,8 @@ import yaml
 from pydantic import ValidationError
 
 from trainhub.engine import seed_everything
-from trainhub.engine.checkpoint import plain_state_dict, save_weights, write_text_atomic
+from trainhub.engine.checkpoint import plain_state_dict, save_weights
+from trainhub.files import write_text_atomic
 from trainhub.logging import MultiLogger, build_logger, flatten_params
 from trainhub.models.summary import model_summary
 from trainhub.runs.config import ConfigError, RunConfig, TrainerConfig, load_run_config

@@ -25,11 +25,10 @@ from trainhub.engine.checkpoint import (
     RESUME_HINT,
     load_state,
     load_weights,
-    remove_run_files,
     save_state,
     save_weights,
-    write_text_atomic,
 )
+from trainhub.files import remove_run_files, write_text_atomic
 from trainhub.text.config import ExperimentConfig, save_experiment_config
 from trainhub.text.processing import save_label_maps
 

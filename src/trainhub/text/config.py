@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 
 __all__ = [
     "ConfigError",

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 from trainhub.text.config import ExperimentConfig, TaskConfig
 from trainhub.text.readers import char_spans_to_iob2, read_rows
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
-from trainhub.engine.checkpoint import remove_run_files
+from trainhub.files import remove_run_files
 from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 from trainhub.logging import MultiLogger, flatten_params
 from trainhub.text.bucketing import LengthGroupedBatchSampler, RandomBatchSampler

@@ -25,8 +25,9 @@ from trainhub.engine import (
     train_epoch,
     unwrap_model,
 )
-from trainhub.engine.checkpoint import plain_state_dict, remove_run_files
+from trainhub.engine.checkpoint import plain_state_dict
 from trainhub.engine.loop import check_monitor
+from trainhub.files import remove_run_files
 from trainhub.logging import build_logger
 from trainhub.models.summary import model_summary
 from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
