@@ -3,6 +3,7 @@
 from trainhub.engine.checkpoint import (
     Checkpointer,
     CheckpointError,
+    CheckpointStore,
     load_state,
     load_weights,
     save_state,
@@ -11,16 +12,22 @@ from trainhub.engine.checkpoint import (
 from trainhub.engine.loop import FitConfig, FitResult, TrainState, evaluate, fit, train_epoch
 from trainhub.engine.runtime import Runtime, move_to_device, seed_everything, unwrap_model
 from trainhub.engine.stopping import EarlyStopping
-from trainhub.engine.task import StepOutput, Task
+from trainhub.engine.task import EpochLogs, NamedMetrics, OwnBackward, Stateful, StepOutput, SyncedMetrics, Task
 
 __all__ = [
     "CheckpointError",
+    "CheckpointStore",
     "Checkpointer",
     "EarlyStopping",
+    "EpochLogs",
     "FitConfig",
     "FitResult",
+    "NamedMetrics",
+    "OwnBackward",
     "Runtime",
+    "Stateful",
     "StepOutput",
+    "SyncedMetrics",
     "Task",
     "TrainState",
     "evaluate",

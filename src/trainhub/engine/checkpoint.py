@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -25,7 +25,7 @@ from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, w
 
 __all__ = [
     "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
-    "load_state", "Checkpointer", "remove_stale_temps", "remove_run_files",
+    "load_state", "Checkpointer", "CheckpointStore", "remove_stale_temps", "remove_run_files",
 ]
 
 
@@ -138,6 +138,30 @@ RESUME_HINT = ("delete it to start a new run, or pass resume=False (a new run re
                "copying last.ckpt aside after each epoch keeps an older one to fall back on")
 
 
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """What the loop needs from a checkpointer: the best weights and the resume state.
+
+    :class:`Checkpointer` keeps them as two files; :class:`trainhub.text.TextCheckpointer` keeps
+    the best model as a reloadable folder.
+    """
+
+    @property
+    def last_path(self) -> Path: ...
+
+    def start_fresh(self) -> list[Path]: ...
+
+    def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path: ...
+
+    def load_best(self, model: nn.Module) -> nn.Module: ...
+
+    def has_best(self) -> bool: ...
+
+    def save_resume(self, payload: dict[str, Any]) -> Path | None: ...
+
+    def load_resume(self) -> dict[str, Any] | None: ...
+
+
 class Checkpointer:
     """Keeps ``best.safetensors`` (best validation weights) and ``last.ckpt`` (everything a
     resume needs) in one folder.
@@ -146,6 +170,9 @@ class Checkpointer:
         dirpath: folder for the files (created on first write).
         save_last: write ``last.ckpt`` after every epoch so training can resume.
     """
+
+    #: what the user can do about a damaged ``last.ckpt`` (appended to the error message)
+    resume_hint = RESUME_HINT
 
     def __init__(self, dirpath: str | os.PathLike, save_last: bool = True):
         self.dirpath = Path(dirpath)
@@ -164,7 +191,7 @@ class Checkpointer:
         return [self.best_path, self.last_path]
 
     def start_fresh(self) -> list[Path]:
-        """Remove an earlier run's best/last files so they never mix with a new run's."""
+        """Remove an earlier run's files so they never mix with a new run's."""
         return remove_run_files(self.run_files(), self.dirpath)
 
     def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path:
@@ -181,4 +208,4 @@ class Checkpointer:
 
     def load_resume(self) -> dict[str, Any] | None:
         """The resume state, or None when there is no ``last.ckpt``; a damaged file is an error."""
-        return load_state(self.last_path, hint=RESUME_HINT) if self.last_path.is_file() else None
+        return load_state(self.last_path, hint=self.resume_hint) if self.last_path.is_file() else None

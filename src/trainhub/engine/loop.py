@@ -19,13 +19,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainhub.engine.callbacks import fire
-from trainhub.engine.checkpoint import Checkpointer, CheckpointError, plain_state_dict
+from trainhub.engine.checkpoint import CheckpointError, CheckpointStore, plain_state_dict
 from trainhub.engine.resume import load_loader_state, loader_state
 from trainhub.engine.resume import rng_state as _rng_state
 from trainhub.engine.resume import set_rng_state as _set_rng_state
 from trainhub.engine.runtime import Runtime, unwrap_model
 from trainhub.engine.stopping import EarlyStopping
-from trainhub.engine.task import StepOutput, Task
+from trainhub.engine.task import EpochLogs, NamedMetrics, Stateful, StepOutput, SyncedMetrics, Task, custom_backward
 from trainhub.metrics.undefined import collect_undefined, report_undefined
 from trainhub.optim import clip_grad_norm_
 
@@ -177,11 +177,11 @@ def train_epoch(
     config = config or FitConfig()
     state = state or TrainState()
     model.train()
-    custom_backward = getattr(task, "backward", None)
+    own_backward = custom_backward(task)
     precision = precision or _Precision(config.precision, runtime.device)
-    if precision.scaler is not None and custom_backward is not None:
+    if precision.scaler is not None and own_backward is not None:
         raise ValueError("precision '16' cannot be combined with a task that runs its own backward; use 'bf16'")
-    if custom_backward is not None and config.grad_accum_steps > 1:
+    if own_backward is not None and config.grad_accum_steps > 1:
         raise ValueError("grad_accum_steps > 1 cannot be combined with a task that runs its own backward "
                          "(e.g. GradNorm, MetaBalance): each of its backward passes is one optimizer step")
     scaler = precision.scaler
@@ -209,8 +209,8 @@ def train_epoch(
             _check_finite(float(loss), f"at epoch {state.epoch}, batch {i}")
         # The last group of an epoch may be shorter: average over the batches it really has.
         group = accum if num_batches is None else min(accum, num_batches - (i // accum) * accum)
-        if custom_backward is not None:
-            custom_backward(out)
+        if own_backward is not None:
+            own_backward(out)
         elif scaler is not None:
             scaler.scale(out.loss / group).backward()
         else:
@@ -304,9 +304,8 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
     """``task.compute_metrics()`` over every rank's validation state (the one gather point)."""
     if not runtime.is_distributed:
         return task.compute_metrics()
-    sync = getattr(task, "sync_metrics", None)
-    if sharded and sync is not None:
-        sync(runtime.all_gather_object)
+    if sharded and isinstance(task, SyncedMetrics):
+        task.sync_metrics(runtime.all_gather_object)
     elif sharded and runtime.is_main and type(task).__name__ not in _WARNED_NO_SYNC:
         _WARNED_NO_SYNC.add(type(task).__name__)
         log.warning("%s has no sync_metrics(gather): validation metrics are rank 0's share of the data only",
@@ -317,13 +316,13 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
 def check_monitor(task: Task, stopper: EarlyStopping | None, callbacks: Sequence[Any] = ()) -> None:
     """Fail before any training when early stopping monitors a metric that validation never produces.
 
-    The task lists its keys in ``metric_names()``; a callback that adds metrics in
-    ``on_validation_end`` lists its own the same way. When the task or such a callback does not
-    say what it produces, nothing is checked.
+    The task lists its keys in ``metric_names()`` (:class:`NamedMetrics`); a callback that adds
+    metrics in ``on_validation_end`` lists its own the same way. When the task or such a callback
+    does not say what it produces, nothing is checked.
     """
     adders = [cb for cb in callbacks if callable(getattr(cb, "on_validation_end", None))]
     sources = [task, *adders]
-    if stopper is None or not all(callable(getattr(s, "metric_names", None)) for s in sources):
+    if stopper is None or not all(isinstance(s, NamedMetrics) for s in sources):
         return
     known = [name for s in sources for name in s.metric_names()]
     if stopper.monitor not in known and stopper.monitor.removeprefix("val/") not in known:
@@ -384,7 +383,7 @@ def _restore(payload: dict, path: Any, *, model: nn.Module, optimizer: Any, sche
             scheduler.load_state_dict(payload["scheduler"])
         if stopper is not None and "stopper" in payload:
             stopper.load_state_dict(payload["stopper"])
-        if "task" in payload and hasattr(task, "load_state_dict"):
+        if "task" in payload and isinstance(task, Stateful):
             task.load_state_dict(payload["task"])
         if precision.scaler is not None and "scaler" in payload:
             precision.scaler.load_state_dict(payload["scaler"])
@@ -401,7 +400,7 @@ def _restore(payload: dict, path: Any, *, model: nn.Module, optimizer: Any, sche
         ) from err
     per_rank = payload.get("rng_per_rank")
     _set_rng_state(per_rank[runtime.rank] if per_rank and len(per_rank) == runtime.world_size else payload["rng"])
-    if logger is not None and hasattr(logger, "load_state_dict") and payload.get("logger") is not None:
+    if isinstance(logger, Stateful) and payload.get("logger") is not None:
         logger.load_state_dict(payload["logger"])  # drop what was logged after this checkpoint
 
 
@@ -417,7 +416,7 @@ def fit(
     runtime: Runtime | None = None,
     logger: Any = None,
     stopper: EarlyStopping | None = None,
-    checkpointer: Checkpointer | None = None,
+    checkpointer: CheckpointStore | None = None,
     callbacks: Sequence[Any] = (),
 ) -> FitResult:
     """Train ``model`` on ``task``.
@@ -449,7 +448,7 @@ def fit(
                  stopper=stopper, task=task, state=state, train_loader=train_loader, runtime=runtime,
                  precision=precision, logger=logger)
         log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
-    elif checkpointer is not None and runtime.is_main and hasattr(checkpointer, "start_fresh"):
+    elif checkpointer is not None and runtime.is_main:
         checkpointer.start_fresh()  # an earlier run's best/last files must not mix with this run's
     undefined_warned: set[str] = set()
 
@@ -506,7 +505,7 @@ def fit(
         train_logs = runtime.mean_over_ranks(train_logs)
         logs = {f"train/{k}": v for k, v in train_logs.items()}
         logs["learning_rate"] = _current_lr(optimizer)
-        if hasattr(task, "epoch_logs"):
+        if isinstance(task, EpochLogs):
             logs.update(runtime.mean_over_ranks(task.epoch_logs()))
 
         metrics: dict[str, float] = {}
@@ -538,9 +537,9 @@ def fit(
                 checkpointer.save_resume({
                     "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
                     "stopper": stopper.state_dict() if stopper is not None else None,
-                    "task": task.state_dict() if hasattr(task, "state_dict") else None,
+                    "task": task.state_dict() if isinstance(task, Stateful) else None,
                     "rng": rng[0], "rng_per_rank": rng, "loader_per_rank": loaders, "scaler": precision.scaler,
-                    "logger": logger.state_dict() if hasattr(logger, "state_dict") else None,
+                    "logger": logger.state_dict() if isinstance(logger, Stateful) else None,
                 })
         fire(callbacks, "on_epoch_end", state, logs)
         # Metrics are identical on every rank, so is the decision; rank 0's flag makes it certain.

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Union
@@ -37,6 +38,8 @@ __all__ = [
     "load_experiment_config",
     "apply_overrides",
     "save_experiment_config",
+    "save_label_maps",
+    "load_label_maps",
 ]
 
 log = logging.getLogger(__name__)
@@ -439,3 +442,16 @@ def save_experiment_config(cfg: ExperimentConfig, path: Union[str, Path]) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
     return path
+
+
+def save_label_maps(config: ExperimentConfig, path: str | Path) -> Path:
+    """Write ``{task: {"type": ..., "heads": {head: [label names]}}}`` as JSON."""
+    data = {t.name: {"type": t.type, "heads": {h.name: list(h.labels or []) for h in t.heads}} for t in config.tasks}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
+    return path
+
+
+def load_label_maps(path: str | Path) -> dict[str, dict[str, Any]]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

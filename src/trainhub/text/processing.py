@@ -28,14 +28,13 @@ import json
 import logging
 import random
 import re
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
 
-from trainhub.files import write_text_atomic
-from trainhub.text.config import ExperimentConfig, TaskConfig
+# The label-map files belong with the config they describe; they stay importable from here.
+from trainhub.text.config import ExperimentConfig, TaskConfig, load_label_maps, save_label_maps
 from trainhub.text.readers import char_spans_to_iob2, read_rows
 
 __all__ = [
@@ -314,19 +313,6 @@ def held_out_only_labels(task: TaskConfig, held_out: Sequence[Dict[str, Any]]) -
                         task.name, head.name, _describe(counted, shown))
             extra[head.name] = unseen
     return extra
-
-
-def save_label_maps(config: ExperimentConfig, path: str | Path) -> Path:
-    """Write ``{task: {"type": ..., "heads": {head: [label names]}}}`` as JSON."""
-    data = {t.name: {"type": t.type, "heads": {h.name: list(h.labels or []) for h in t.heads}} for t in config.tasks}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
-    return path
-
-
-def load_label_maps(path: str | Path) -> Dict[str, Dict[str, Any]]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _encode_label(task: TaskConfig, head_name: str, value: Any, names: List[str], where: str) -> Any:

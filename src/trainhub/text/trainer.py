@@ -20,14 +20,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
-from trainhub.files import remove_run_files
 from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
+from trainhub.files import remove_run_files
 from trainhub.logging import MultiLogger, flatten_params
 from trainhub.text.bucketing import LengthGroupedBatchSampler, RandomBatchSampler
 from trainhub.text.checkpoint import TextCheckpointer
-from trainhub.text.config import ExperimentConfig, load_experiment_config, save_experiment_config
+from trainhub.text.config import ExperimentConfig, load_experiment_config, save_experiment_config, save_label_maps
 from trainhub.text.objective import MultiTaskObjective, expected_metric_keys
-from trainhub.text.processing import DataProcessor, TaskCollator, save_label_maps
+from trainhub.text.processing import DataProcessor, TaskCollator
 from trainhub.text.sampling import MultiTaskLoader, SequentialTaskLoader
 
 __all__ = ["Trainer", "linear_warmup_schedule"]

@@ -27,6 +27,7 @@ from trainhub.engine import (
 )
 from trainhub.engine.checkpoint import plain_state_dict
 from trainhub.engine.loop import check_monitor
+from trainhub.engine.task import custom_backward
 from trainhub.files import remove_run_files
 from trainhub.logging import build_logger
 from trainhub.models.summary import model_summary
@@ -137,8 +138,7 @@ class RecTrainer:
             log.info("%s has no row-wise form: embedding tables take dense updates",
                      getattr(self.optimizer_fn, "__name__", self.optimizer_fn))
             return False
-        task = getattr(self, "task", None)
-        if task is not None and getattr(task, "backward", None) is not None:
+        if custom_backward(getattr(self, "task", None)) is not None:
             return False  # the strategy computes per-task gradients of every parameter itself
         return not self.runtime.data_parallel  # DataParallel's replicas reduce gradients densely
 
