@@ -11,13 +11,23 @@ from trainhub.engine.checkpoint import (
 )
 from trainhub.engine.loop import FitConfig, FitResult, TrainState, evaluate, fit, train_epoch
 from trainhub.engine.runtime import Runtime, move_to_device, seed_everything, unwrap_model
-from trainhub.engine.stopping import EarlyStopping
-from trainhub.engine.task import EpochLogs, NamedMetrics, OwnBackward, Stateful, StepOutput, SyncedMetrics, Task
+from trainhub.engine.stopping import EarlyStopping, monitor_mode
+from trainhub.engine.task import (
+    DirectedMetrics,
+    EpochLogs,
+    NamedMetrics,
+    OwnBackward,
+    Stateful,
+    StepOutput,
+    SyncedMetrics,
+    Task,
+)
 
 __all__ = [
     "CheckpointError",
     "CheckpointStore",
     "Checkpointer",
+    "DirectedMetrics",
     "EarlyStopping",
     "EpochLogs",
     "FitConfig",
@@ -34,6 +44,7 @@ __all__ = [
     "fit",
     "load_state",
     "load_weights",
+    "monitor_mode",
     "move_to_device",
     "save_state",
     "save_weights",

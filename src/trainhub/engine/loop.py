@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from trainhub.engine.callbacks import fire
 from trainhub.engine.checkpoint import CheckpointError, CheckpointStore, plain_state_dict
+from trainhub.engine.keys import STEP_LOSS, TRAIN, VAL, logged, task_key
 from trainhub.engine.resume import load_loader_state, loader_state
 from trainhub.engine.resume import rng_state as _rng_state
 from trainhub.engine.resume import set_rng_state as _set_rng_state
@@ -247,7 +248,7 @@ def train_epoch(
             rows_per_s = seen / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix({"loss": f"{mean:.4f}", "rows/s": f"{rows_per_s:,.0f}"})
             if logger is not None:
-                logger.log_metrics({"train/step_loss": mean}, step=state.global_step)
+                logger.log_metrics({STEP_LOSS: mean}, step=state.global_step)
             running, running_n = torch.zeros((), device=runtime.device), 0
         fire(callbacks, "on_train_batch_end", state, out)
         if stop_now:
@@ -325,7 +326,7 @@ def check_monitor(task: Task, stopper: EarlyStopping | None, callbacks: Sequence
     if stopper is None or not all(isinstance(s, NamedMetrics) for s in sources):
         return
     known = [name for s in sources for name in s.metric_names()]
-    if stopper.monitor not in known and stopper.monitor.removeprefix("val/") not in known:
+    if stopper.monitor not in known and task_key(stopper.monitor) not in known:
         raise ValueError(f"early stopping monitors {stopper.monitor!r}, but validation produces {known}; "
                          "monitor one of these")
 
@@ -340,7 +341,7 @@ def _warn_undefined(metrics: dict[str, float], reasons: list[str], stopper: Earl
     why = "; ".join(reasons) if reasons else "the task returned NaN"
     names = ", ".join(repr(k) for k in fresh)
     message = f"validation metric {names} is undefined (NaN) at epoch {epoch}: {why}."
-    if stopper is not None and (stopper.monitor in fresh or stopper.monitor.removeprefix("val/") in fresh):
+    if stopper is not None and (stopper.monitor in fresh or task_key(stopper.monitor) in fresh):
         message += (f" Early stopping and the best checkpoint follow {stopper.monitor!r}: an undefined value "
                     "neither counts as an improvement nor uses up patience, so training goes on; if no validation "
                     "gives a defined value, the model keeps its last epoch's weights and no best checkpoint is "
@@ -441,6 +442,8 @@ def fit(
     runtime.setup_optimizer(optimizer, model)
 
     check_monitor(task, stopper if val_loader is not None else None, callbacks)
+    if stopper is not None:
+        stopper.follow(task)  # a monitor without a direction takes the one its task declares
     precision = _Precision(config.precision, runtime.device)  # one gradient scaler for the whole run
     payload = _read_resume(checkpointer, config.resume, runtime) if config.resume and checkpointer else None
     if payload is not None:
@@ -476,7 +479,7 @@ def fit(
             return False
         metrics = validate(state.global_step)
         if logger is not None:
-            logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
+            logger.log_metrics(logged(VAL, metrics), step=state.global_step)
         return stopper is not None and stopper.should_stop
 
     plateau_on_val = _is_plateau(scheduler) and stopper is not None and val_loader is not None
@@ -503,7 +506,7 @@ def fit(
         )
         # Each rank trained on an equal-sized shard: the mean over ranks is the epoch's mean.
         train_logs = runtime.mean_over_ranks(train_logs)
-        logs = {f"train/{k}": v for k, v in train_logs.items()}
+        logs = logged(TRAIN, train_logs)
         logs["learning_rate"] = _current_lr(optimizer)
         if isinstance(task, EpochLogs):
             logs.update(runtime.mean_over_ranks(task.epoch_logs()))
@@ -512,14 +515,14 @@ def fit(
         stopped_mid_epoch = step_eval and stopper is not None and stopper.should_stop
         if val_loader is not None and not step_eval and (epoch + 1) % config.eval_every_n_epochs == 0:
             metrics = validate(epoch)
-            logs.update({f"val/{k}": v for k, v in metrics.items()})
+            logs.update(logged(VAL, metrics))
 
         if scheduler is not None and config.scheduler_interval == "epoch":
             if not _is_plateau(scheduler):
                 scheduler.step()
             elif plateau_on_val:
                 if metrics:  # only epochs that validated: one metric, one history
-                    scheduler.step(logs[f"val/{stopper.monitor.removeprefix('val/')}"])
+                    scheduler.step(stopper.value(metrics))
             else:
                 scheduler.step(train_logs["loss"])
 

@@ -15,8 +15,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["Task", "StepOutput", "OwnBackward", "EpochLogs", "NamedMetrics", "SyncedMetrics", "Stateful",
-           "custom_backward"]
+__all__ = ["Task", "StepOutput", "OwnBackward", "EpochLogs", "NamedMetrics", "DirectedMetrics", "SyncedMetrics",
+           "Stateful", "custom_backward"]
 
 
 @dataclass
@@ -39,7 +39,8 @@ class Task(Protocol):
     """What the loop needs from a task.
 
     Optional protocols the loop uses when a task implements them: :class:`OwnBackward`,
-    :class:`EpochLogs`, :class:`NamedMetrics`, :class:`SyncedMetrics` and :class:`Stateful`.
+    :class:`EpochLogs`, :class:`NamedMetrics`, :class:`DirectedMetrics`, :class:`SyncedMetrics`
+    and :class:`Stateful`.
     """
 
     def training_step(self, model: nn.Module, batch: Any) -> StepOutput: ...
@@ -75,6 +76,15 @@ class NamedMetrics(Protocol):
     training instead of after the first epoch."""
 
     def metric_names(self) -> list[str]: ...
+
+
+@runtime_checkable
+class DirectedMetrics(Protocol):
+    """Which way each metric improves, declared by the task that defines it (from its metric
+    objects' ``higher_is_better``), so early stopping, a plateau scheduler and the trainers never
+    guess it from a name. None for a key the task does not produce."""
+
+    def higher_is_better(self, name: str) -> bool | None: ...
 
 
 @runtime_checkable

@@ -85,17 +85,25 @@ class CTRTask:
         self.auc.update(probs, y)
         self.logloss.update(probs, y)
 
+    @property
+    def _metrics(self) -> dict[str, Any]:
+        return {"auc": self.auc, "logloss": self.logloss}
+
     def sync_metrics(self, gather) -> None:
-        self.auc.sync(gather)
-        self.logloss.sync(gather)
+        for metric in self._metrics.values():
+            metric.sync(gather)
 
     def metric_names(self) -> list[str]:
-        return ["auc", "logloss"]
+        return list(self._metrics)
+
+    def higher_is_better(self, name: str) -> bool | None:
+        metric = self._metrics.get(name)
+        return None if metric is None else metric.higher_is_better
 
     def compute_metrics(self) -> dict[str, float]:
-        metrics = {"auc": self.auc.compute(), "logloss": self.logloss.compute()}
-        self.auc.reset()
-        self.logloss.reset()
+        metrics = {name: metric.compute() for name, metric in self._metrics.items()}
+        for metric in self._metrics.values():
+            metric.reset()
         return metrics
 
     @torch.no_grad()

@@ -371,6 +371,9 @@ class MatchTask:
     def metric_names(self) -> list[str]:
         return ["auc", "loss"]
 
+    def higher_is_better(self, name: str) -> bool | None:
+        return {"auc": self._auc.higher_is_better, "loss": False}.get(name)
+
     def compute_metrics(self) -> dict[str, float]:
         if self._rows:
             auc = self._row_auc / self._rows

@@ -179,6 +179,10 @@ class MTLTask:
     def metric_names(self) -> list[str]:
         return [self.metric_name(i) for i in range(self.num_tasks)]
 
+    def higher_is_better(self, name: str) -> bool | None:
+        directions = {self.metric_name(i): m.higher_is_better for i, m in enumerate(self.metrics)}
+        return directions.get(name)
+
     def compute_metrics(self) -> dict[str, float]:
         values = {self.metric_name(i): m.compute() for i, m in enumerate(self.metrics)}
         for m in self.metrics:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
+from trainhub.engine.keys import EPOCH_LOSS, STEP_LOSS, VAL, task_key
 from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 from trainhub.files import remove_run_files
 from trainhub.logging import MultiLogger, flatten_params
@@ -56,11 +57,11 @@ class _RenamedLogger:
 
     @staticmethod
     def rename(key: str) -> str:
-        if key == "train/step_loss":
+        if key == STEP_LOSS:
             return "train_loss"
-        if key == "train/loss":
+        if key == EPOCH_LOSS:
             return "train_epoch_loss"
-        return key[len("val/"):] if key.startswith("val/") else key.replace("/", "_")
+        return task_key(key) if key.startswith(VAL) else key.replace("/", "_")
 
     def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
         self.inner.log_metrics({self.rename(k): v for k, v in metrics.items()}, step)
