@@ -23,6 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainhub.files import write_text_atomic
+# Task types, their aliases and their metrics' directions are declared by the task kinds.
+from trainhub.text.kinds import LOWER_IS_BETTER, TASK_TYPES, TYPE_ALIASES, kind_for
 
 __all__ = [
     "ConfigError",
@@ -44,14 +46,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Canonical task types; ``classification`` is accepted as an alias of the first (B.8 item 2).
-TASK_TYPES = ("single_label_classification", "multi_label_classification", "ner", "regression")
-_TYPE_ALIASES = {
-    "classification": "single_label_classification",
-    "single_label": "single_label_classification",
-    "multi_label": "multi_label_classification",
-    "token_classification": "ner",
-}
 
 
 class ConfigError(ValueError):
@@ -137,7 +131,8 @@ class TrainingConfig(_Section):
 
     ``batch_size`` may be one int or ``{task_name: int}``. ``warmup_steps`` and ``warmup_ratio``
     are exclusive; with neither, 100 warmup steps (the documented default). ``greater_is_better``
-    left unset is inferred from the metric name (``loss``/``mse``/``mae`` lower is better).
+    left unset follows the direction the task kind declares for the metric (losses and
+    ``mse``/``rmse``/``mae`` lower is better).
     ``early_stopping_patience`` None disables stopping, but the best checkpoint is still kept.
     ``eval_steps`` validates every N optimizer steps instead of at epoch ends.
     ``resume: true`` continues from ``<output_dir>/last.ckpt`` (an error when it is missing),
@@ -209,7 +204,7 @@ class TrainingConfig(_Section):
         # Only the metric's own name (after the last "_") decides: task or head names such as
         # "Glossing" must not make an accuracy look like a loss.
         metric = self.metric_for_best_model.lower().rsplit("_", 1)[-1]
-        return "min" if metric in ("loss", "mse", "mae", "rmse") else "max"
+        return "min" if metric in LOWER_IS_BETTER else "max"
 
     def warmup_for(self, total_steps: int) -> int:
         if self.warmup_ratio is not None:
@@ -282,7 +277,7 @@ class TaskConfig(_Section):
     @field_validator("type")
     @classmethod
     def _canonical_type(cls, value: str) -> str:
-        value = _TYPE_ALIASES.get(value, value)
+        value = TYPE_ALIASES.get(value, value)
         if value not in TASK_TYPES:
             raise ValueError(f"unknown task type {value!r}; choose from {', '.join(TASK_TYPES)} "
                              f"(or the alias 'classification')")
@@ -300,8 +295,8 @@ class TaskConfig(_Section):
 
     @model_validator(mode="after")
     def _single_head_types(self) -> "TaskConfig":
-        if self.type == "ner" and len(self.heads) != 1:
-            raise ValueError(f"NER task {self.name!r} takes exactly one head, got {len(self.heads)}")
+        if kind_for(self.type).single_head and len(self.heads) != 1:
+            raise ValueError(f"{self.type} task {self.name!r} takes exactly one head, got {len(self.heads)}")
         return self
 
 

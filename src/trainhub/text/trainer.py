@@ -295,9 +295,12 @@ class Trainer:
         )
         stopper = None
         if val_loader is not None:
-            # Without patience there is no stopping, but the best checkpoint is still kept (B.8 item 4).
+            # Without patience there is no stopping, but the best checkpoint is still kept (upstream
+            # saved a best model only when a patience was set).
             patience = tr.early_stopping_patience or 10**9
-            stopper = EarlyStopping(tr.metric_for_best_model, tr.metric_mode(), patience=patience)
+            # greater_is_better overrides; otherwise the objective declares the metric's direction.
+            mode = tr.metric_mode() if tr.greater_is_better is not None else None
+            stopper = EarlyStopping(tr.metric_for_best_model, mode, patience=patience)
         checkpointer = self._checkpointer()
         if self.runtime.is_main:
             save_experiment_config(self.config, self.output_dir / "experiment_config.yaml")
