@@ -44,7 +44,7 @@ def _model_parameters(model: nn.Module, method: str, what: str) -> list[nn.Param
     fn = getattr(model, what, None)
     if fn is None:
         raise TypeError(
-            f"{method} needs the model to declare {what}() (see trainhub.models.multitask.MultiTaskModel); "
+            f"{method} needs the model to declare {what}() (see trainhub.models.multitask.MultiTaskRecModel); "
             f"{type(model).__name__} does not"
         )
     params = [p for p in fn() if p.requires_grad]

@@ -17,7 +17,7 @@ import copy
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -82,7 +82,7 @@ class ModelConfig(_Section):
     base_model: str = "all-MiniLM-L6-v2"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     pooling: Literal["mean", "cls", "pooler"] = "mean"
-    fusion: Optional[FusionConfig] = None
+    fusion: FusionConfig | None = None
 
 
 class TokenizerConfig(_Section):
@@ -92,7 +92,7 @@ class TokenizerConfig(_Section):
     max_length: int = Field(128, gt=1)
     padding: Literal["longest", "max_length"] = "longest"
     truncation: bool = True
-    pad_token_id: Optional[int] = None
+    pad_token_id: int | None = None
 
 
 class LoggingConfig(_Section):
@@ -104,13 +104,13 @@ class LoggingConfig(_Section):
         tracking_uri: MLflow server; None = embedded SQLite store in ``<output_dir>/logs``.
     """
 
-    service: Union[str, List[str]] = "tensorboard"
+    service: str | list[str] = "tensorboard"
     experiment_name: str = "multitask_experiment"
-    tracking_uri: Optional[str] = None
+    tracking_uri: str | None = None
 
     @field_validator("service")
     @classmethod
-    def _check_service(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
+    def _check_service(cls, value: str | list[str]) -> str | list[str]:
         names = [value] if isinstance(value, str) else value
         for name in names:
             if name not in ("mlflow", "tensorboard", "both", "none"):
@@ -118,7 +118,7 @@ class LoggingConfig(_Section):
         return value
 
     @property
-    def services(self) -> List[str]:
+    def services(self) -> list[str]:
         """The backends to start, in a fixed order."""
         names = [self.service] if isinstance(self.service, str) else list(self.service)
         if "both" in names:
@@ -144,35 +144,35 @@ class TrainingConfig(_Section):
 
     output_dir: str = "./results"
     learning_rate: float = Field(2e-5, gt=0)
-    batch_size: Union[int, Dict[str, int]] = 16
-    eval_batch_size: Optional[int] = None
+    batch_size: int | dict[str, int] = 16
+    eval_batch_size: int | None = None
     num_epochs: int = Field(3, ge=1)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: Optional[int] = Field(None, ge=0)
-    warmup_ratio: Optional[float] = Field(None, ge=0, le=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, le=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    max_grad_norm: Optional[float] = 1.0
+    max_grad_norm: float | None = 1.0
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
     save_strategy: Literal["epoch", "steps", "best", "no"] = "epoch"
     load_best_model_at_end: bool = True
     metric_for_best_model: str = "eval_loss"
-    greater_is_better: Optional[bool] = None
-    early_stopping_patience: Optional[int] = Field(None, ge=1)
-    eval_steps: Optional[int] = Field(None, ge=1)
+    greater_is_better: bool | None = None
+    early_stopping_patience: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
     logging_steps: int = Field(1, ge=1)
     seed: int = 42
-    resume: Union[Literal["auto"], bool] = False
-    device: Optional[str] = None
+    resume: Literal["auto"] | bool = False
+    device: str | None = None
     task_sampling: Literal["round_robin", "proportional", "temperature"] = "round_robin"
     group_by_length: bool = False
     group_by_length_pool: int = Field(50, ge=1)
     sampling_temperature: float = Field(2.0, gt=0)
     progress: bool = True
-    logging: Optional[LoggingConfig] = None
+    logging: LoggingConfig | None = None
 
     @field_validator("batch_size")
     @classmethod
-    def _positive_batch(cls, value: Union[int, Dict[str, int]]) -> Union[int, Dict[str, int]]:
+    def _positive_batch(cls, value: int | dict[str, int]) -> int | dict[str, int]:
         sizes = value.values() if isinstance(value, dict) else [value]
         if any(s < 1 for s in sizes):
             raise ValueError(f"batch sizes must be >= 1, got {value}")
@@ -225,9 +225,9 @@ class HeadConfig(_Section):
     """
 
     name: str
-    num_labels: Optional[int] = Field(None, ge=0)
+    num_labels: int | None = Field(None, ge=0)
     weight: float = Field(1.0, ge=0)
-    labels: Optional[List[str]] = None
+    labels: list[str] | None = None
     threshold: float = Field(0.5, gt=0, lt=1)
 
 
@@ -253,16 +253,16 @@ class TaskConfig(_Section):
     name: str
     type: str
     data_path: str
-    eval_data_path: Optional[str] = None
-    test_data_path: Optional[str] = None
-    format: Optional[Literal["jsonl", "json", "csv", "tsv", "conll"]] = None
+    eval_data_path: str | None = None
+    test_data_path: str | None = None
+    format: Literal["jsonl", "json", "csv", "tsv", "conll"] | None = None
     text_column: str = "text"
     label_column: str = "label"
     eval_split: float = Field(0.2, ge=0, lt=1)
-    max_examples: Optional[int] = Field(None, ge=1)
-    heads: List[HeadConfig]
-    labels: Optional[List[str]] = None
-    label_maps: Optional[Dict[str, Dict[int, str]]] = None
+    max_examples: int | None = Field(None, ge=1)
+    heads: list[HeadConfig]
+    labels: list[str] | None = None
+    label_maps: dict[str, dict[int, str]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -285,7 +285,7 @@ class TaskConfig(_Section):
 
     @field_validator("heads")
     @classmethod
-    def _check_heads(cls, heads: List[HeadConfig]) -> List[HeadConfig]:
+    def _check_heads(cls, heads: list[HeadConfig]) -> list[HeadConfig]:
         if not heads:
             raise ValueError("a task needs at least one head")
         names = [h.name for h in heads]
@@ -307,7 +307,7 @@ class ExperimentConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    tasks: List[TaskConfig]
+    tasks: list[TaskConfig]
 
     @model_validator(mode="before")
     @classmethod
@@ -323,7 +323,7 @@ class ExperimentConfig(_Section):
 
     @field_validator("tasks")
     @classmethod
-    def _unique_tasks(cls, tasks: List[TaskConfig]) -> List[TaskConfig]:
+    def _unique_tasks(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
         if not tasks:
             raise ValueError("at least one task is required")
         names = [t.name for t in tasks]
@@ -337,7 +337,7 @@ class ExperimentConfig(_Section):
                 return t
         raise KeyError(f"no task named {name!r}; tasks are {[t.name for t in self.tasks]}")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -354,7 +354,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return f"invalid experiment config {source}:\n" + "\n".join(lines)
 
 
-def _set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -373,7 +373,7 @@ def _set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values parsed as YAML; list items by index, e.g.
     ``tasks.0.max_examples=50``) to a raw config dict and return a new dict."""
     data = copy.deepcopy(data)
@@ -389,7 +389,7 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
 
 
 def load_experiment_config(
-    source: Union[str, Path, Dict[str, Any], ExperimentConfig],
+    source: str | Path | dict[str, Any] | ExperimentConfig,
     overrides: Sequence[str] = (),
 ) -> ExperimentConfig:
     """Load and validate a config from a YAML path, a dict, or an existing config.
@@ -431,7 +431,7 @@ def load_experiment_config(
     return cfg
 
 
-def save_experiment_config(cfg: ExperimentConfig, path: Union[str, Path]) -> Path:
+def save_experiment_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     """Write the (possibly data-updated) config as YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

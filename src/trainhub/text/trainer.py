@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -63,13 +63,13 @@ class _RenamedLogger:
             return "train_epoch_loss"
         return task_key(key) if key.startswith(VAL) else key.replace("/", "_")
 
-    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.inner.log_metrics({self.rename(k): v for k, v in metrics.items()}, step)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return self.inner.state_dict()
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state)
 
 
@@ -94,8 +94,8 @@ class Trainer:
         fit_result: what the last ``train()`` returned.
     """
 
-    def __init__(self, config: ExperimentConfig, model: Any, tokenizer: Any, train_datasets: Dict[str, Any],
-                 eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
+    def __init__(self, config: ExperimentConfig, model: Any, tokenizer: Any, train_datasets: dict[str, Any],
+                 eval_datasets: dict[str, Any], test_datasets: dict[str, Any] | None = None):
         self.config = config
         self.training = config.training
         check_output_dir(self.training.output_dir, "training.output_dir")  # before the loggers write there
@@ -113,16 +113,16 @@ class Trainer:
         extra = {name: ds.extra_labels for name, ds in held_out.items() if getattr(ds, "extra_labels", None)}
         self.objective = MultiTaskObjective(config.tasks, extra_labels=extra)
         self.output_dir = Path(self.training.output_dir)
-        self.fit_result: Optional[FitResult] = None
+        self.fit_result: FitResult | None = None
         self._closed = False
-        self.logger: Optional[MultiLogger] = None
+        self.logger: MultiLogger | None = None
         if self.eval_dataloaders and self.training.eval_strategy != "no":
             self._check_monitor()  # before the loggers write anything
         self._init_logger()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: Union[str, Path, ExperimentConfig], overrides: Sequence[str] = ()) -> "Trainer":
+    def from_config(cls, config: str | Path | ExperimentConfig, overrides: Sequence[str] = ()) -> "Trainer":
         """Build tokenizer, datasets (labels discovered) and model from a YAML path or config.
 
         Args:
@@ -148,7 +148,7 @@ class Trainer:
             pad = getattr(self.tokenizer, "pad_token_id", None)
         return int(pad) if isinstance(pad, int) else 0
 
-    def _create_dataloaders(self, datasets: Dict[str, Any], is_eval: bool) -> Dict[str, DataLoader]:
+    def _create_dataloaders(self, datasets: dict[str, Any], is_eval: bool) -> dict[str, DataLoader]:
         """One loader per task, with the task's collate (train loaders shuffle per seed and epoch)."""
         loaders = {}
         pad_to = self.config.tokenizer.max_length if self.config.tokenizer.padding == "max_length" else None
@@ -180,7 +180,7 @@ class Trainer:
                                              **self._rank_share())
         return RandomBatchSampler(len(dataset), batch_size, seed, **self._rank_share())
 
-    def _rank_share(self) -> Dict[str, int]:
+    def _rank_share(self) -> dict[str, int]:
         return {"rank": self.runtime.rank, "world_size": self.runtime.world_size}
 
     def _init_logger(self) -> None:
@@ -224,7 +224,7 @@ class Trainer:
         warmup = self.training.warmup_for(num_training_steps)
         return optimizer, linear_warmup_schedule(optimizer, warmup, num_training_steps)
 
-    def _log_metrics(self, metrics: Dict[str, float], step: int, prefix: str = "") -> None:
+    def _log_metrics(self, metrics: dict[str, float], step: int, prefix: str = "") -> None:
         if self.logger is not None and not self._closed:
             self.logger.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step)
 
@@ -234,7 +234,7 @@ class Trainer:
             raise ValueError(f"training.metric_for_best_model {self.training.metric_for_best_model!r} is not a "
                              f"metric this run produces; choose one of {keys}")
 
-    def _checkpointer(self) -> Optional[TextCheckpointer]:
+    def _checkpointer(self) -> TextCheckpointer | None:
         """Best model folder and ``last.ckpt`` (none with ``save_strategy: no``)."""
         if self.training.save_strategy == "no":
             return None
@@ -316,7 +316,7 @@ class Trainer:
                 self.logger.log_artifact(str(checkpointer.best_dir))
         return self.fit_result
 
-    def evaluate(self, test: bool = False) -> Dict[str, float]:
+    def evaluate(self, test: bool = False) -> dict[str, float]:
         """Metrics over the eval (or, with ``test=True``, the test) datasets.
 
         Returns:
@@ -333,7 +333,7 @@ class Trainer:
             self._log_metrics({"test_" + k[len("eval_"):]: v for k, v in metrics.items()}, step)
         return metrics
 
-    def save_model(self, folder: Union[str, Path, None] = None) -> Path:
+    def save_model(self, folder: str | Path | None = None) -> Path:
         """Write the current weights as a reloadable folder (default ``<output_dir>/final_model``);
         under torchrun only rank 0 writes (the weights are the same on every rank)."""
         from trainhub.text.checkpoint import save_model_folder

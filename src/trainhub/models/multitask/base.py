@@ -11,7 +11,7 @@ are raw predictions. Beyond ``forward`` a model declares, by duck typing (never 
 * ``last_shared_parameters()``: the weights of the last shared layer (GradNorm measures per-task
   gradient norms there).
 
-:class:`MultiTaskModel` gives these defaults and helpers; the concrete models fill them in.
+:class:`MultiTaskRecModel` gives these defaults and helpers; the concrete models fill them in.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 from trainhub.nn import MLP
 from trainhub.output_kinds import output_kinds
 
-__all__ = ["MultiTaskModel", "check_task_types", "last_linear_weight", "tower", "unique_parameters"]
+__all__ = ["MultiTaskRecModel", "check_task_types", "last_linear_weight", "tower", "unique_parameters"]
 
 def check_task_types(task_types: Sequence[str]) -> list[str]:
     """Return ``task_types`` as a list, or raise naming the bad entry (the check of
@@ -68,7 +68,7 @@ def tower(input_dim: int, params: dict) -> MLP:
     return MLP(input_dim, output_layer=True, **params)
 
 
-class MultiTaskModel(nn.Module):
+class MultiTaskRecModel(nn.Module):
     """Base of the multi-task models: defaults for the declarations the task reads.
 
     Subclasses set ``self.embedding`` and override :meth:`shared_modules` and
