@@ -82,6 +82,8 @@ class Trainer:
         tokenizer: its tokenizer (saved with the best checkpoint; gives the pad id).
         train_datasets / eval_datasets: ``{task_name: dataset}`` of encoded rows.
         test_datasets: optional, for ``evaluate(test=True)``.
+        callbacks: objects with any of the engine loop's events (``on_epoch_end(state, logs)``,
+            ``on_validation_end(state, metrics)``, ...; see :mod:`trainhub.engine.callbacks`).
 
     Under ``torchrun`` the per-task loaders are sharded across ranks (training shards of equal
     length, evaluation shards covering each row once), metrics cover every rank's rows and are
@@ -95,8 +97,10 @@ class Trainer:
     """
 
     def __init__(self, config: ExperimentConfig, model: Any, tokenizer: Any, train_datasets: dict[str, Any],
-                 eval_datasets: dict[str, Any], test_datasets: dict[str, Any] | None = None):
+                 eval_datasets: dict[str, Any], test_datasets: dict[str, Any] | None = None, *,
+                 callbacks: Sequence[Any] = ()):
         self.config = config
+        self.callbacks = list(callbacks)
         self.training = config.training
         check_output_dir(self.training.output_dir, "training.output_dir")  # before the loggers write there
         # Each batch trains one task's heads only: DDP must not wait for the other heads' gradients.
@@ -122,12 +126,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: str | Path | ExperimentConfig, overrides: Sequence[str] = ()) -> "Trainer":
+    def from_config(cls, config: str | Path | ExperimentConfig, overrides: Sequence[str] = (), *,
+                    callbacks: Sequence[Any] = ()) -> "Trainer":
         """Build tokenizer, datasets (labels discovered) and model from a YAML path or config.
 
         Args:
             config: YAML path or :class:`ExperimentConfig`.
             overrides: ``key.sub=value`` strings applied before validation.
+            callbacks: passed to the trainer (see the class).
         """
         from trainhub.text.model import MultiTaskModel, load_tokenizer
 
@@ -140,7 +146,7 @@ class Trainer:
         model = MultiTaskModel(model_config=cfg.model, task_configs=cfg.tasks)
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
-        return cls(cfg, model, tokenizer, train, evals, test_datasets=processor.test_datasets)
+        return cls(cfg, model, tokenizer, train, evals, test_datasets=processor.test_datasets, callbacks=callbacks)
 
     def _pad_id(self) -> int:
         pad = self.config.tokenizer.pad_token_id
@@ -308,7 +314,7 @@ class Trainer:
         self.fit_result = fit(
             self.model, self.objective, optimizer, train_loader, val_loader, config=fit_config, scheduler=scheduler,
             runtime=self.runtime, logger=_RenamedLogger(self.logger) if self.logger is not None else None,
-            stopper=stopper, checkpointer=checkpointer,
+            stopper=stopper, checkpointer=checkpointer, callbacks=self.callbacks,
         )
         if self.logger is not None:
             self.logger.log_artifact(str(self.output_dir / "experiment_config.yaml"))

@@ -7,7 +7,6 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from trainhub.engine import seed_everything
 from trainhub.engine.keys import TRAIN, VAL
 from trainhub.optim import build_optimizer
 from trainhub.tasks import MTLTask, Regularization, build_weighting
@@ -119,7 +118,7 @@ class MTLTrainer(RecTrainer):
             val_score_{n-1}]`` per epoch (no scores without validation data). The full
             per-epoch dicts are in ``self.fit_result.history``.
         """
-        seed_everything(seed + self.runtime.rank)  # own dropout streams per rank; seed as given in one process
+        self.runtime.seed_process(seed)
         self.model_filename = f"model_{mode}_{seed}.pth"
         result = super().fit(train_dataloader, val_dataloader)
         losses = [f"{TRAIN}{n}_loss" for n in self.task.task_names]
