@@ -25,7 +25,7 @@ from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, w
 
 __all__ = [
     "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
-    "load_state", "Checkpointer", "CheckpointStore", "remove_stale_temps", "remove_run_files",
+    "load_state", "Checkpointer", "CheckpointStore", "MainProcessWrites", "remove_stale_temps", "remove_run_files",
 ]
 
 
@@ -209,3 +209,38 @@ class Checkpointer:
     def load_resume(self) -> dict[str, Any] | None:
         """The resume state, or None when there is no ``last.ckpt``; a damaged file is an error."""
         return load_state(self.last_path, hint=self.resume_hint) if self.last_path.is_file() else None
+
+
+class MainProcessWrites:
+    """A checkpointer as every process of a run sees it: reads pass through, writes happen on the
+    main process only (under torchrun every rank holds the same weights, so one copy is written).
+
+    :func:`trainhub.engine.fit` wraps the checkpointer it is given in this, so the rank check is
+    written once, here, rather than at each place the loop saves.
+    """
+
+    def __init__(self, inner: CheckpointStore, is_main: bool):
+        self.inner = inner
+        self.is_main = is_main
+
+    @property
+    def last_path(self) -> Path:
+        return self.inner.last_path
+
+    def start_fresh(self) -> list[Path]:
+        return self.inner.start_fresh() if self.is_main else []
+
+    def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path | None:
+        return self.inner.save_best(model, metadata) if self.is_main else None
+
+    def save_resume(self, payload: dict[str, Any]) -> Path | None:
+        return self.inner.save_resume(payload) if self.is_main else None
+
+    def load_best(self, model: nn.Module) -> nn.Module:
+        return self.inner.load_best(model)
+
+    def has_best(self) -> bool:
+        return self.inner.has_best()
+
+    def load_resume(self) -> dict[str, Any] | None:
+        return self.inner.load_resume()

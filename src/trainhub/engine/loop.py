@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainhub.engine.callbacks import fire
-from trainhub.engine.checkpoint import CheckpointError, CheckpointStore, plain_state_dict
+from trainhub.engine.checkpoint import CheckpointError, CheckpointStore, MainProcessWrites, plain_state_dict
 from trainhub.engine.keys import STEP_LOSS, TRAIN, VAL, logged, task_key
 from trainhub.engine.resume import load_loader_state, loader_state
 from trainhub.engine.resume import rng_state as _rng_state
@@ -433,6 +433,8 @@ def fit(
     """
     config = config or FitConfig()
     runtime = runtime or Runtime()
+    if checkpointer is not None:
+        checkpointer = MainProcessWrites(checkpointer, runtime.is_main)
     state = TrainState()
     result = FitResult(state)
     best_cpu_state: dict[str, torch.Tensor] | None = None
@@ -451,7 +453,7 @@ def fit(
                  stopper=stopper, task=task, state=state, train_loader=train_loader, runtime=runtime,
                  precision=precision, logger=logger)
         log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
-    elif checkpointer is not None and runtime.is_main:
+    elif checkpointer is not None:
         checkpointer.start_fresh()  # an earlier run's best/last files must not mix with this run's
     undefined_warned: set[str] = set()
 
@@ -465,10 +467,9 @@ def fit(
         if stopper is not None and stopper.update(metrics, step):
             result.best_metrics, result.best_epoch = dict(metrics), state.epoch
             if checkpointer is not None:
-                if runtime.is_main:
-                    checkpointer.save_best(model, {"epoch": state.epoch, "step": state.global_step,
-                                                   "monitor": stopper.monitor, "mode": stopper.mode,
-                                                   "best_value": stopper.best})
+                checkpointer.save_best(model, {"epoch": state.epoch, "step": state.global_step,
+                                               "monitor": stopper.monitor, "mode": stopper.mode,
+                                               "best_value": stopper.best})
             else:
                 nonlocal best_cpu_state
                 best_cpu_state = plain_state_dict(model)
@@ -536,14 +537,13 @@ def fit(
         if checkpointer is not None:
             rng = runtime.all_gather_object(_rng_state())  # each rank resumes its own random streams
             loaders = runtime.all_gather_object(loader_state(train_loader))
-            if runtime.is_main:
-                checkpointer.save_resume({
-                    "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
-                    "stopper": stopper.state_dict() if stopper is not None else None,
-                    "task": task.state_dict() if isinstance(task, Stateful) else None,
-                    "rng": rng[0], "rng_per_rank": rng, "loader_per_rank": loaders, "scaler": precision.scaler,
-                    "logger": logger.state_dict() if isinstance(logger, Stateful) else None,
-                })
+            checkpointer.save_resume({
+                "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
+                "stopper": stopper.state_dict() if stopper is not None else None,
+                "task": task.state_dict() if isinstance(task, Stateful) else None,
+                "rng": rng[0], "rng_per_rank": rng, "loader_per_rank": loaders, "scaler": precision.scaler,
+                "logger": logger.state_dict() if isinstance(logger, Stateful) else None,
+            })
         fire(callbacks, "on_epoch_end", state, logs)
         # Metrics are identical on every rank, so is the decision; rank 0's flag makes it certain.
         stop = runtime.broadcast_object(stopper is not None and (stopper.should_stop or stopped_mid_epoch))
