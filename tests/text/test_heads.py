@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainhub.text.config import HeadConfig, ModelConfig, TaskConfig
+from trainhub.text.config import HeadConfig, TaskConfig
 from trainhub.text.heads import (
     HEAD_REGISTRY,
     MultiLabelClassificationHeads,
@@ -88,30 +88,3 @@ def test_registry_and_errors():
                                                                   {"name": "b", "num_labels": 2}]), 8)
     with pytest.raises(ValueError, match=r"pass labels as \{head: tensor\}"):
         task(_outputs(), None, torch.tensor([0, 1, 0]))
-
-
-def test_model_forward_by_name_and_index(tiny_model_dir):
-    from transformers import AutoModel
-
-    from trainhub.text.model import MultiTaskModel
-
-    tasks = [_task("classification", [{"name": "c", "num_labels": 2}]),
-             TaskConfig(name="n", type="ner", data_path="x", heads=[HeadConfig(name="ner_head", num_labels=3)])]
-    model = MultiTaskModel(model_config=ModelConfig(), task_configs=tasks,
-                           encoder=AutoModel.from_pretrained(str(tiny_model_dir)))
-    ids = torch.tensor([[2, 10, 11, 3]])
-    by_name = model(ids, torch.ones_like(ids), task_id="n")
-    assert by_name["logits"]["ner_head"].shape == (1, 4, 3)
-    model.eval()
-    assert torch.allclose(model(ids, None, task_id=0)["logits"]["c"], model(ids, None, task_id="t")["logits"]["c"])
-    with pytest.raises(KeyError, match="unknown task 'x'"):
-        model(ids, task_id="x")
-
-
-def test_uncached_hub_name_fails_fast_offline(tmp_path, monkeypatch):
-    from trainhub.text.model import resolve_base_model
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="not a local directory"):
-        resolve_base_model("distilbert-base-uncased")
