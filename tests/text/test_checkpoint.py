@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from trainhub.engine.checkpoint import CheckpointError, Checkpointer, CheckpointStore
+from trainhub.engine.checkpoint import Checkpointer, CheckpointError, CheckpointStore
 from trainhub.text.checkpoint import WEIGHTS_NAME, TextCheckpointer
 from trainhub.text.config import ExperimentConfig, HeadConfig, ModelConfig, TaskConfig
 

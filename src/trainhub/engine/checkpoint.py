@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from trainhub.engine.runtime import unwrap_model
+
 # The file utilities live below every layer; they stay importable from here.
 from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, write_text_atomic
 

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainhub.files import write_text_atomic
+
 # Task types, their aliases and their metrics' directions are declared by the task kinds.
 from trainhub.text.kinds import LOWER_IS_BETTER, TASK_TYPES, TYPE_ALIASES, kind_for
 

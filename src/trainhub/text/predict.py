@@ -18,6 +18,7 @@ import torch
 from trainhub.engine.checkpoint import load_weights
 from trainhub.text.checkpoint import WEIGHTS_NAME
 from trainhub.text.config import ExperimentConfig, TaskConfig, load_experiment_config
+
 # tags_to_spans is NER decoding, owned by the NER kind; it stays importable from here.
 from trainhub.text.kinds import kind_for, tags_to_spans
 from trainhub.text.model import MultiTaskModel, import_transformers

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 # The label-map files belong with the config they describe; they stay importable from here.
 from trainhub.text.config import ExperimentConfig, TaskConfig, load_label_maps, save_label_maps
+
 # Kinds own what differs between task types; these helpers of theirs stay importable from here.
 from trainhub.text.kinds import align_labels_to_tokens, kind_for, ner_label_list, to_iob2
 from trainhub.text.metrics import IGNORE_INDEX
