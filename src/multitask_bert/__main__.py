@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m multitask_bert", description="Train a multi-task model.")
     parser.add_argument("--config", required=True, help="experiment YAML file")
     parser.add_argument("overrides", nargs="*", help="key=value overrides (training.num_epochs=1)")

@@ -134,7 +134,7 @@ def _predict(args: argparse.Namespace) -> Any:
         else:
             out["score" if run.kind == "match" else "prediction"] = preds
     if args.out:
-        from trainhub.engine.checkpoint import write_text_atomic
+        from trainhub.files import write_text_atomic
 
         write_text_atomic(args.out, out.to_csv(index=False))
         return {"rows": len(out), "written": str(Path(args.out).resolve())}

@@ -244,3 +244,28 @@ def test_last_step_gradients_stay_readable_after_an_epoch():
     F.mse_loss(reference(x).squeeze(1), y).backward()
     for p, q in zip(model.parameters(), reference.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6)
+
+
+def test_monitor_may_name_a_metric_a_callback_adds():
+    from trainhub.engine.loop import check_monitor
+
+    class Named(RegressionTask):
+        def metric_names(self):
+            return ["mse"]
+
+    class AddsRecall:
+        def metric_names(self):
+            return ["recall_at_5"]
+
+        def on_validation_end(self, state, metrics):
+            metrics["recall_at_5"] = 0.5
+
+    check_monitor(Named(), EarlyStopping("recall_at_5", "max"), [AddsRecall()])
+    with pytest.raises(ValueError, match=r"validation produces \['mse', 'recall_at_5'\]"):
+        check_monitor(Named(), EarlyStopping("recall_at_50", "max"), [AddsRecall()])
+
+    class AddsUnnamed:
+        def on_validation_end(self, state, metrics):
+            metrics["anything"] = 1.0
+
+    check_monitor(Named(), EarlyStopping("anything", "max"), [AddsUnnamed()])  # unknowable: not checked

@@ -49,3 +49,22 @@ def test_state_round_trip():
     t = EarlyStopping("m", "max", patience=3)
     t.load_state_dict(s.state_dict())
     assert (t.best, t.best_step, t.bad_evals) == (0.3, 1, 1)
+
+
+class _Declares:
+    def higher_is_better(self, name):
+        return {"auc": True, "logloss": False}.get(name)
+
+
+def test_direction_comes_from_the_task_that_defines_the_metric():
+    from trainhub.engine.stopping import monitor_mode
+
+    task = _Declares()
+    assert monitor_mode(task, "val/logloss") == "min"
+    assert monitor_mode(task, "auc") == "max"
+    assert monitor_mode(task, "recall_at_10") == "max"  # unknown to the task: the default
+    assert monitor_mode(object(), "logloss", default="min") == "min"
+    s = EarlyStopping("logloss", mode=None, patience=1)
+    s.follow(task)
+    assert s.mode == "min"
+    assert s.update({"logloss": 0.5}, 0) and s.update({"logloss": 0.4}, 1) and not s.update({"logloss": 0.6}, 2)

@@ -105,7 +105,7 @@ def test_missing_backend_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "annoy", None)
     with pytest.raises(ImportError, match=r"trainhub\[faiss\]"):
         FaissIndex(4)
-    with pytest.raises(ImportError, match=r"trainhub\[faiss\]"):
+    with pytest.raises(ImportError, match=r"trainhub\[annoy\]"):
         AnnoyIndex(4)
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainhub.text.config import HeadConfig, ModelConfig, TaskConfig
+from trainhub.text.config import HeadConfig, TaskConfig
 from trainhub.text.heads import (
-    TASK_REGISTRY,
-    MultiLabelClassificationTask,
-    NERTask,
-    RegressionTask,
-    SingleLabelClassificationTask,
+    HEAD_REGISTRY,
+    MultiLabelClassificationHeads,
+    NERHead,
+    RegressionHeads,
+    SingleLabelClassificationHeads,
     pool,
 )
 
@@ -40,7 +40,7 @@ def test_pooling_modes():
 
 
 def test_classification_weighted_multi_head_loss():
-    task = SingleLabelClassificationTask(_task("classification", [{"name": "a", "num_labels": 3, "weight": 2.0},
+    task = SingleLabelClassificationHeads(_task("classification", [{"name": "a", "num_labels": 3, "weight": 2.0},
                                                                   {"name": "b", "num_labels": 2}]), 8, dropout=0.0)
     out = _outputs()
     mask = torch.ones(3, 5, dtype=torch.long)
@@ -54,11 +54,11 @@ def test_classification_weighted_multi_head_loss():
 
 def test_multi_label_bce_and_regression_mse():
     out = _outputs()
-    ml = MultiLabelClassificationTask(_task("multi_label_classification", [{"name": "m", "num_labels": 4}]), 8, 0.0)
+    ml = MultiLabelClassificationHeads(_task("multi_label_classification", [{"name": "m", "num_labels": 4}]), 8, 0.0)
     y = torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.float)
     res = ml(out, None, {"m": y})
     assert res["loss"].item() == pytest.approx(F.binary_cross_entropy_with_logits(res["logits"]["m"], y).item())
-    reg = RegressionTask(_task("regression", [{"name": "r", "num_labels": 1}]), 8, 0.0)
+    reg = RegressionHeads(_task("regression", [{"name": "r", "num_labels": 1}]), 8, 0.0)
     target = torch.tensor([[0.5], [1.0], [-2.0]])
     res = reg(out, None, target)  # a bare tensor works for single-head tasks
     assert res["logits"]["r"].shape == (3, 1)
@@ -66,7 +66,7 @@ def test_multi_label_bce_and_regression_mse():
 
 
 def test_ner_loss_ignores_unlabelled_positions():
-    task = NERTask(_task("ner", [{"name": "ner_head", "num_labels": 5}]), 8, 0.0)
+    task = NERHead(_task("ner", [{"name": "ner_head", "num_labels": 5}]), 8, 0.0)
     assert isinstance(task.heads["ner_head"], torch.nn.Sequential)
     out = _outputs()
     labels = torch.full((3, 5), -100)
@@ -81,37 +81,10 @@ def test_ner_loss_ignores_unlabelled_positions():
 
 
 def test_registry_and_errors():
-    assert TASK_REGISTRY["classification"] is TASK_REGISTRY["single_label_classification"]
+    assert HEAD_REGISTRY["classification"] is HEAD_REGISTRY["single_label_classification"]
     with pytest.raises(ValueError, match="no num_labels"):
-        NERTask(_task("ner", [{"name": "ner_head"}]), 8)
-    task = SingleLabelClassificationTask(_task("classification", [{"name": "a", "num_labels": 2},
+        NERHead(_task("ner", [{"name": "ner_head"}]), 8)
+    task = SingleLabelClassificationHeads(_task("classification", [{"name": "a", "num_labels": 2},
                                                                   {"name": "b", "num_labels": 2}]), 8)
     with pytest.raises(ValueError, match=r"pass labels as \{head: tensor\}"):
         task(_outputs(), None, torch.tensor([0, 1, 0]))
-
-
-def test_model_forward_by_name_and_index(tiny_model_dir):
-    from transformers import AutoModel
-
-    from trainhub.text.model import MultiTaskModel
-
-    tasks = [_task("classification", [{"name": "c", "num_labels": 2}]),
-             TaskConfig(name="n", type="ner", data_path="x", heads=[HeadConfig(name="ner_head", num_labels=3)])]
-    model = MultiTaskModel(model_config=ModelConfig(), task_configs=tasks,
-                           encoder=AutoModel.from_pretrained(str(tiny_model_dir)))
-    ids = torch.tensor([[2, 10, 11, 3]])
-    by_name = model(ids, torch.ones_like(ids), task_id="n")
-    assert by_name["logits"]["ner_head"].shape == (1, 4, 3)
-    model.eval()
-    assert torch.allclose(model(ids, None, task_id=0)["logits"]["c"], model(ids, None, task_id="t")["logits"]["c"])
-    with pytest.raises(KeyError, match="unknown task 'x'"):
-        model(ids, task_id="x")
-
-
-def test_uncached_hub_name_fails_fast_offline(tmp_path, monkeypatch):
-    from trainhub.text.model import resolve_base_model
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="not a local directory"):
-        resolve_base_model("distilbert-base-uncased")

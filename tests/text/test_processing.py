@@ -157,7 +157,7 @@ def test_processor_on_upstream_sample_formats(tiny_model_dir, tiny_tokenizer, ca
     # its NORP span 'rican mu' and second ORG span ' Appl' cover no whole word: dropped, with warnings
     assert ner.heads[0].labels == ["O", "B-ORG", "I-ORG", "B-PERSON", "I-PERSON"]
     assert "'rican mu' covers no whole word; skipped" in caplog.text
-    assert "any_name_head" in ner.label_maps  # no hard-coded 'ner_head' (B.8 item 7)
+    assert "any_name_head" in ner.label_maps  # no hard-coded 'ner_head' (upstream's NER evaluation required that name)
     assert len(train["NerJsonl"]) == 2
     # Two rows have more words than tags; of the other two, the training one has ORG only, so the
     # eval row's LOC and PER are reported and scored as errors, not added as classes never trained.

@@ -1,1 +1,1 @@
-from trainhub.text.heads import BaseTask  # noqa: F401
+from multitask_bert.tasks import BaseTask  # noqa: F401

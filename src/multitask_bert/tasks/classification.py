@@ -1,4 +1,4 @@
-from trainhub.text.heads import (  # noqa: F401,E501
+from multitask_bert.tasks import (  # noqa: F401
     MultiHeadSingleLabelClassificationTask,
     MultiLabelClassificationTask,
     SingleLabelClassificationTask,

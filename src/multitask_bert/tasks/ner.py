@@ -1,1 +1,1 @@
-from trainhub.text.heads import NERTask  # noqa: F401
+from multitask_bert.tasks import NERTask  # noqa: F401

@@ -1,1 +1,1 @@
-from trainhub.text.heads import RegressionTask  # noqa: F401
+from multitask_bert.tasks import RegressionTask  # noqa: F401

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 
 if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
     import pandas as pd

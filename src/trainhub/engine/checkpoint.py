@@ -3,108 +3,35 @@
 * Weights go to ``.safetensors`` files (no code can run at load time).
 * Resume state (optimizer, scheduler, loop counters, RNG) goes through ``torch.save`` and is read
   back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain data.
-* Every write lands in a temporary file in the same folder, is fsynced, then renamed over the
-  target, so a crash mid-write leaves the previous checkpoint intact. A temporary file left by a
-  process killed mid-write is removed by the next write of the same target.
-* Files are created with the process umask (``0644`` under the usual ``022``), like any other
-  file the user writes, so a serving process or another user sharing the folder can read them.
+* Every write goes through :func:`trainhub.files.atomic_write` (a temporary file, fsynced, then
+  renamed), so a crash mid-write leaves the previous checkpoint intact.
 * A file that cannot be read (empty, truncated, not a checkpoint) raises :class:`CheckpointError`
   naming the file and what to do about it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
-import re
-import secrets
-import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from trainhub.engine.runtime import unwrap_model
 
-log = logging.getLogger(__name__)
+# The file utilities live below every layer; they stay importable from here.
+from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, write_text_atomic
 
 __all__ = [
     "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
-    "load_state", "Checkpointer", "remove_stale_temps", "remove_run_files",
+    "load_state", "Checkpointer", "CheckpointStore", "MainProcessWrites", "remove_stale_temps", "remove_run_files",
 ]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be used; the message names the file and the way out."""
-
-
-def _temp_pattern(name: str) -> re.Pattern:
-    # ".<name>.<pid>.<hex>.tmp" (and the older ".<name>.<random>.tmp" of tempfile.mkstemp)
-    return re.compile(rf"^\.{re.escape(name)}\.(\d+\.)?[0-9A-Za-z_]+\.tmp$")
-
-
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files of ``path`` left behind by a writer that was killed mid-write."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    pattern = _temp_pattern(path.name)
-    removed = []
-    for entry in path.parent.iterdir():
-        if pattern.match(entry.name):
-            try:
-                entry.unlink()
-                removed.append(entry)
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:  # make the rename itself durable; not every platform can open a folder
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
-
-    The temporary file is created with mode ``0666`` minus the process umask (``tempfile``'s
-    ``0600`` would make checkpoints unreadable to anyone but their writer).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    mode = tmp.stat().st_mode & 0o777  # 0666 minus the umask, read without touching the umask
-    try:
-        write(str(tmp))
-        if tmp.stat().st_mode & 0o777 != mode:  # some writers (safetensors) recreate the file as 0600
-            os.chmod(tmp, mode)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a small text file (JSON, YAML) atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _to_state_dict(obj: Any) -> Any:
@@ -212,24 +139,28 @@ RESUME_HINT = ("delete it to start a new run, or pass resume=False (a new run re
                "copying last.ckpt aside after each epoch keeps an older one to fall back on")
 
 
-def remove_run_files(paths: list[Path], folder: Path) -> list[Path]:
-    """Delete the files (and folders) of an earlier run that a new run in ``folder`` replaces,
-    with one warning naming them; returns what was removed."""
-    removed = []
-    for path in paths:
-        remove_stale_temps(path)
-        if path.is_dir():
-            shutil.rmtree(path)
-            removed.append(path)
-        elif path.exists():
-            path.unlink()
-            removed.append(path)
-    if removed:
-        names = ", ".join(str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p) for p in removed)
-        log.warning(
-            "%s held files of an earlier run (%s); a new run (resume off) replaces them, so they were removed. "
-            "Use another folder to keep both runs, or resume to continue the earlier one", folder, names)
-    return removed
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """What the loop needs from a checkpointer: the best weights and the resume state.
+
+    :class:`Checkpointer` keeps them as two files; :class:`trainhub.text.TextCheckpointer` keeps
+    the best model as a reloadable folder.
+    """
+
+    @property
+    def last_path(self) -> Path: ...
+
+    def start_fresh(self) -> list[Path]: ...
+
+    def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path: ...
+
+    def load_best(self, model: nn.Module) -> nn.Module: ...
+
+    def has_best(self) -> bool: ...
+
+    def save_resume(self, payload: dict[str, Any]) -> Path | None: ...
+
+    def load_resume(self) -> dict[str, Any] | None: ...
 
 
 class Checkpointer:
@@ -240,6 +171,9 @@ class Checkpointer:
         dirpath: folder for the files (created on first write).
         save_last: write ``last.ckpt`` after every epoch so training can resume.
     """
+
+    #: what the user can do about a damaged ``last.ckpt`` (appended to the error message)
+    resume_hint = RESUME_HINT
 
     def __init__(self, dirpath: str | os.PathLike, save_last: bool = True):
         self.dirpath = Path(dirpath)
@@ -258,7 +192,7 @@ class Checkpointer:
         return [self.best_path, self.last_path]
 
     def start_fresh(self) -> list[Path]:
-        """Remove an earlier run's best/last files so they never mix with a new run's."""
+        """Remove an earlier run's files so they never mix with a new run's."""
         return remove_run_files(self.run_files(), self.dirpath)
 
     def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path:
@@ -275,4 +209,39 @@ class Checkpointer:
 
     def load_resume(self) -> dict[str, Any] | None:
         """The resume state, or None when there is no ``last.ckpt``; a damaged file is an error."""
-        return load_state(self.last_path, hint=RESUME_HINT) if self.last_path.is_file() else None
+        return load_state(self.last_path, hint=self.resume_hint) if self.last_path.is_file() else None
+
+
+class MainProcessWrites:
+    """A checkpointer as every process of a run sees it: reads pass through, writes happen on the
+    main process only (under torchrun every rank holds the same weights, so one copy is written).
+
+    :func:`trainhub.engine.fit` wraps the checkpointer it is given in this, so the rank check is
+    written once, here, rather than at each place the loop saves.
+    """
+
+    def __init__(self, inner: CheckpointStore, is_main: bool):
+        self.inner = inner
+        self.is_main = is_main
+
+    @property
+    def last_path(self) -> Path:
+        return self.inner.last_path
+
+    def start_fresh(self) -> list[Path]:
+        return self.inner.start_fresh() if self.is_main else []
+
+    def save_best(self, model: nn.Module, metadata: dict | None = None) -> Path | None:
+        return self.inner.save_best(model, metadata) if self.is_main else None
+
+    def save_resume(self, payload: dict[str, Any]) -> Path | None:
+        return self.inner.save_resume(payload) if self.is_main else None
+
+    def load_best(self, model: nn.Module) -> nn.Module:
+        return self.inner.load_best(model)
+
+    def has_best(self) -> bool:
+        return self.inner.has_best()
+
+    def load_resume(self) -> dict[str, Any] | None:
+        return self.inner.load_resume()

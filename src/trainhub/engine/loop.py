@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -19,13 +18,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainhub.engine.callbacks import fire
-from trainhub.engine.checkpoint import Checkpointer, CheckpointError, plain_state_dict
+from trainhub.engine.checkpoint import CheckpointError, CheckpointStore, MainProcessWrites, plain_state_dict
+from trainhub.engine.keys import STEP_LOSS, TRAIN, VAL, logged, task_key
 from trainhub.engine.resume import load_loader_state, loader_state
 from trainhub.engine.resume import rng_state as _rng_state
 from trainhub.engine.resume import set_rng_state as _set_rng_state
 from trainhub.engine.runtime import Runtime, unwrap_model
 from trainhub.engine.stopping import EarlyStopping
-from trainhub.engine.task import StepOutput, Task
+from trainhub.engine.task import EpochLogs, NamedMetrics, Stateful, StepOutput, SyncedMetrics, Task, custom_backward
 from trainhub.metrics.undefined import collect_undefined, report_undefined
 from trainhub.optim import clip_grad_norm_
 
@@ -177,11 +177,11 @@ def train_epoch(
     config = config or FitConfig()
     state = state or TrainState()
     model.train()
-    custom_backward = getattr(task, "backward", None)
+    own_backward = custom_backward(task)
     precision = precision or _Precision(config.precision, runtime.device)
-    if precision.scaler is not None and custom_backward is not None:
+    if precision.scaler is not None and own_backward is not None:
         raise ValueError("precision '16' cannot be combined with a task that runs its own backward; use 'bf16'")
-    if custom_backward is not None and config.grad_accum_steps > 1:
+    if own_backward is not None and config.grad_accum_steps > 1:
         raise ValueError("grad_accum_steps > 1 cannot be combined with a task that runs its own backward "
                          "(e.g. GradNorm, MetaBalance): each of its backward passes is one optimizer step")
     scaler = precision.scaler
@@ -209,8 +209,8 @@ def train_epoch(
             _check_finite(float(loss), f"at epoch {state.epoch}, batch {i}")
         # The last group of an epoch may be shorter: average over the batches it really has.
         group = accum if num_batches is None else min(accum, num_batches - (i // accum) * accum)
-        if custom_backward is not None:
-            custom_backward(out)
+        if own_backward is not None:
+            own_backward(out)
         elif scaler is not None:
             scaler.scale(out.loss / group).backward()
         else:
@@ -247,7 +247,7 @@ def train_epoch(
             rows_per_s = seen / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix({"loss": f"{mean:.4f}", "rows/s": f"{rows_per_s:,.0f}"})
             if logger is not None:
-                logger.log_metrics({"train/step_loss": mean}, step=state.global_step)
+                logger.log_metrics({STEP_LOSS: mean}, step=state.global_step)
             running, running_n = torch.zeros((), device=runtime.device), 0
         fire(callbacks, "on_train_batch_end", state, out)
         if stop_now:
@@ -304,9 +304,8 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
     """``task.compute_metrics()`` over every rank's validation state (the one gather point)."""
     if not runtime.is_distributed:
         return task.compute_metrics()
-    sync = getattr(task, "sync_metrics", None)
-    if sharded and sync is not None:
-        sync(runtime.all_gather_object)
+    if sharded and isinstance(task, SyncedMetrics):
+        task.sync_metrics(runtime.all_gather_object)
     elif sharded and runtime.is_main and type(task).__name__ not in _WARNED_NO_SYNC:
         _WARNED_NO_SYNC.add(type(task).__name__)
         log.warning("%s has no sync_metrics(gather): validation metrics are rank 0's share of the data only",
@@ -314,19 +313,19 @@ def _global_metrics(task: Task, runtime: Runtime, sharded: bool) -> dict[str, fl
     return runtime.broadcast_object(task.compute_metrics())
 
 
-def check_monitor(task: Task, stopper: EarlyStopping | None, callbacks: Sequence[object] = ()) -> None:
-    """Fail before any training when early stopping monitors a metric the task never produces
-    (tasks that know their metric names list them in ``metric_names()``; so do callbacks that add
-    metrics at the end of a validation)."""
-    names = getattr(task, "metric_names", None)
-    if stopper is None or not callable(names):
+def check_monitor(task: Task, stopper: EarlyStopping | None, callbacks: Sequence[Any] = ()) -> None:
+    """Fail before any training when early stopping monitors a metric that validation never produces.
+
+    The task lists its keys in ``metric_names()`` (:class:`NamedMetrics`); a callback that adds
+    metrics in ``on_validation_end`` lists its own the same way. When the task or such a callback
+    does not say what it produces, nothing is checked.
+    """
+    adders = [cb for cb in callbacks if callable(getattr(cb, "on_validation_end", None))]
+    sources = [task, *adders]
+    if stopper is None or not all(isinstance(s, NamedMetrics) for s in sources):
         return
-    known = list(names())
-    for callback in callbacks:
-        extra = getattr(callback, "metric_names", None)
-        if callable(extra):
-            known.extend(extra())
-    if stopper.monitor not in known and stopper.monitor.removeprefix("val/") not in known:
+    known = [name for s in sources for name in s.metric_names()]
+    if stopper.monitor not in known and task_key(stopper.monitor) not in known:
         raise ValueError(f"early stopping monitors {stopper.monitor!r}, but validation produces {known}; "
                          "monitor one of these")
 
@@ -341,7 +340,7 @@ def _warn_undefined(metrics: dict[str, float], reasons: list[str], stopper: Earl
     why = "; ".join(reasons) if reasons else "the task returned NaN"
     names = ", ".join(repr(k) for k in fresh)
     message = f"validation metric {names} is undefined (NaN) at epoch {epoch}: {why}."
-    if stopper is not None and (stopper.monitor in fresh or stopper.monitor.removeprefix("val/") in fresh):
+    if stopper is not None and (stopper.monitor in fresh or task_key(stopper.monitor) in fresh):
         message += (f" Early stopping and the best checkpoint follow {stopper.monitor!r}: an undefined value "
                     "neither counts as an improvement nor uses up patience, so training goes on; if no validation "
                     "gives a defined value, the model keeps its last epoch's weights and no best checkpoint is "
@@ -384,7 +383,7 @@ def _restore(payload: dict, path: Any, *, model: nn.Module, optimizer: Any, sche
             scheduler.load_state_dict(payload["scheduler"])
         if stopper is not None and "stopper" in payload:
             stopper.load_state_dict(payload["stopper"])
-        if "task" in payload and hasattr(task, "load_state_dict"):
+        if "task" in payload and isinstance(task, Stateful):
             task.load_state_dict(payload["task"])
         if precision.scaler is not None and "scaler" in payload:
             precision.scaler.load_state_dict(payload["scaler"])
@@ -401,7 +400,7 @@ def _restore(payload: dict, path: Any, *, model: nn.Module, optimizer: Any, sche
         ) from err
     per_rank = payload.get("rng_per_rank")
     _set_rng_state(per_rank[runtime.rank] if per_rank and len(per_rank) == runtime.world_size else payload["rng"])
-    if logger is not None and hasattr(logger, "load_state_dict") and payload.get("logger") is not None:
+    if isinstance(logger, Stateful) and payload.get("logger") is not None:
         logger.load_state_dict(payload["logger"])  # drop what was logged after this checkpoint
 
 
@@ -417,7 +416,7 @@ def fit(
     runtime: Runtime | None = None,
     logger: Any = None,
     stopper: EarlyStopping | None = None,
-    checkpointer: Checkpointer | None = None,
+    checkpointer: CheckpointStore | None = None,
     callbacks: Sequence[Any] = (),
 ) -> FitResult:
     """Train ``model`` on ``task``.
@@ -433,6 +432,8 @@ def fit(
     """
     config = config or FitConfig()
     runtime = runtime or Runtime()
+    if checkpointer is not None:
+        checkpointer = MainProcessWrites(checkpointer, runtime.is_main)
     state = TrainState()
     result = FitResult(state)
     best_cpu_state: dict[str, torch.Tensor] | None = None
@@ -441,7 +442,9 @@ def fit(
     val_loader = runtime.distribute_loader(val_loader, train=False)
     runtime.setup_optimizer(optimizer, model)
 
-    check_monitor(task, stopper if val_loader is not None else None, callbacks or ())
+    check_monitor(task, stopper if val_loader is not None else None, callbacks)
+    if stopper is not None:
+        stopper.follow(task)  # a monitor without a direction takes the one its task declares
     precision = _Precision(config.precision, runtime.device)  # one gradient scaler for the whole run
     payload = _read_resume(checkpointer, config.resume, runtime) if config.resume and checkpointer else None
     if payload is not None:
@@ -449,7 +452,7 @@ def fit(
                  stopper=stopper, task=task, state=state, train_loader=train_loader, runtime=runtime,
                  precision=precision, logger=logger)
         log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
-    elif checkpointer is not None and runtime.is_main and hasattr(checkpointer, "start_fresh"):
+    elif checkpointer is not None:
         checkpointer.start_fresh()  # an earlier run's best/last files must not mix with this run's
     undefined_warned: set[str] = set()
 
@@ -463,10 +466,9 @@ def fit(
         if stopper is not None and stopper.update(metrics, step):
             result.best_metrics, result.best_epoch = dict(metrics), state.epoch
             if checkpointer is not None:
-                if runtime.is_main:
-                    checkpointer.save_best(model, {"epoch": state.epoch, "step": state.global_step,
-                                                   "monitor": stopper.monitor, "mode": stopper.mode,
-                                                   "best_value": stopper.best})
+                checkpointer.save_best(model, {"epoch": state.epoch, "step": state.global_step,
+                                               "monitor": stopper.monitor, "mode": stopper.mode,
+                                               "best_value": stopper.best})
             else:
                 nonlocal best_cpu_state
                 best_cpu_state = plain_state_dict(model)
@@ -477,7 +479,7 @@ def fit(
             return False
         metrics = validate(state.global_step)
         if logger is not None:
-            logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
+            logger.log_metrics(logged(VAL, metrics), step=state.global_step)
         return stopper is not None and stopper.should_stop
 
     plateau_on_val = _is_plateau(scheduler) and stopper is not None and val_loader is not None
@@ -504,23 +506,23 @@ def fit(
         )
         # Each rank trained on an equal-sized shard: the mean over ranks is the epoch's mean.
         train_logs = runtime.mean_over_ranks(train_logs)
-        logs = {f"train/{k}": v for k, v in train_logs.items()}
+        logs = logged(TRAIN, train_logs)
         logs["learning_rate"] = _current_lr(optimizer)
-        if hasattr(task, "epoch_logs"):
+        if isinstance(task, EpochLogs):
             logs.update(runtime.mean_over_ranks(task.epoch_logs()))
 
         metrics: dict[str, float] = {}
         stopped_mid_epoch = step_eval and stopper is not None and stopper.should_stop
         if val_loader is not None and not step_eval and (epoch + 1) % config.eval_every_n_epochs == 0:
             metrics = validate(epoch)
-            logs.update({f"val/{k}": v for k, v in metrics.items()})
+            logs.update(logged(VAL, metrics))
 
         if scheduler is not None and config.scheduler_interval == "epoch":
             if not _is_plateau(scheduler):
                 scheduler.step()
             elif plateau_on_val:
                 if metrics:  # only epochs that validated: one metric, one history
-                    scheduler.step(logs[f"val/{stopper.monitor.removeprefix('val/')}"])
+                    scheduler.step(stopper.value(metrics))
             else:
                 scheduler.step(train_logs["loss"])
 
@@ -534,14 +536,13 @@ def fit(
         if checkpointer is not None:
             rng = runtime.all_gather_object(_rng_state())  # each rank resumes its own random streams
             loaders = runtime.all_gather_object(loader_state(train_loader))
-            if runtime.is_main:
-                checkpointer.save_resume({
-                    "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
-                    "stopper": stopper.state_dict() if stopper is not None else None,
-                    "task": task.state_dict() if hasattr(task, "state_dict") else None,
-                    "rng": rng[0], "rng_per_rank": rng, "loader_per_rank": loaders, "scaler": precision.scaler,
-                    "logger": logger.state_dict() if hasattr(logger, "state_dict") else None,
-                })
+            checkpointer.save_resume({
+                "model": model, "optimizer": optimizer, "scheduler": scheduler, "state": state.state_dict(),
+                "stopper": stopper.state_dict() if stopper is not None else None,
+                "task": task.state_dict() if isinstance(task, Stateful) else None,
+                "rng": rng[0], "rng_per_rank": rng, "loader_per_rank": loaders, "scaler": precision.scaler,
+                "logger": logger.state_dict() if isinstance(logger, Stateful) else None,
+            })
         fire(callbacks, "on_epoch_end", state, logs)
         # Metrics are identical on every rank, so is the decision; rank 0's flag makes it certain.
         stop = runtime.broadcast_object(stopper is not None and (stopper.should_stop or stopped_mid_epoch))

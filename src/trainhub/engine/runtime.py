@@ -268,7 +268,12 @@ class Runtime:
         if not self.is_distributed and self.gpus:
             self._check_gpus()
         if self.seed is not None:
-            seed_everything(self.seed + self.rank)
+            self.seed_process(self.seed)
+
+    def seed_process(self, seed: int) -> None:
+        """Seed this process with ``seed + rank``: each rank draws its own dropout and sampling
+        streams, and a single process is seeded with ``seed`` as given."""
+        seed_everything(seed + self.rank)
 
     def _check_gpus(self) -> None:
         """Torch-RecHub's rule: ``device`` says where the model trains; ``gpus`` with more than one id

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainhub.engine.checkpoint import atomic_write
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
+from trainhub.files import atomic_write
 
 __all__ = ["ONNXExporter", "ONNXWrapper", "export_onnx", "run_onnx", "model_features", "generate_dummy_input",
            "ExportError"]

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trainhub.engine.checkpoint import atomic_write
+from trainhub.files import atomic_write
 
 __all__ = ["quantize_model", "quantization_report"]
 

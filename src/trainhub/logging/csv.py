@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 
 __all__ = ["CSVLogger"]
 

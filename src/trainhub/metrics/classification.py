@@ -128,6 +128,8 @@ class _Collect:
 class BinaryAUC(_Collect):
     """Streaming ROC AUC (exact: it keeps every score)."""
 
+    higher_is_better = True
+
     def compute(self) -> float:
         scores, labels = self._cat()
         return auc_score(labels, scores)
@@ -135,6 +137,8 @@ class BinaryAUC(_Collect):
 
 class LogLoss:
     """Streaming mean log loss; keeps only a running sum."""
+
+    higher_is_better = False
 
     def __init__(self) -> None:
         self.reset()
@@ -162,6 +166,8 @@ class LogLoss:
 
 class GroupAUC(_Collect):
     """Streaming GAUC: ``update(scores, labels, groups)``."""
+
+    higher_is_better = True
 
     def reset(self) -> None:
         super().reset()

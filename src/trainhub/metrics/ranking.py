@@ -114,6 +114,8 @@ class RankingMetrics:
     per user, recall@K equals hit_rate@K.
     """
 
+    higher_is_better = True  # every one of them
+
     def __init__(self, ks: Sequence[int] = (10,)):
         for k in ks:
             _check_k(k)

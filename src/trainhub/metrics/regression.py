@@ -25,6 +25,8 @@ def mse_score(y_true, y_pred) -> float:
 class MeanSquaredError:
     """Streaming MSE: ``update(pred, true)`` per batch, ``compute()``, ``reset()``; keeps two sums."""
 
+    higher_is_better = False
+
     def __init__(self) -> None:
         self.reset()
 

@@ -20,7 +20,7 @@ def _annoy():
     try:
         import annoy
     except ImportError as err:
-        raise ImportError("AnnoyIndex needs annoy; install the extra: pip install 'trainhub[faiss]'") from err
+        raise ImportError("AnnoyIndex needs annoy; install the extra: pip install 'trainhub[annoy]'") from err
     return annoy
 
 

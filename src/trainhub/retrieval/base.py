@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 from trainhub.retrieval.integrity import digest_files, verify_files
 
 __all__ = ["VectorIndex", "METRICS", "as_float_array", "merge_interest_results", "read_meta", "write_meta"]

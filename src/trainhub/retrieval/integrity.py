@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
 
 __all__ = ["IndexIntegrityError", "file_digest", "digest_files", "verify_files", "check_shape", "write_sidecar",
            "verify_sidecar", "sidecar_path"]

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainhub.engine.checkpoint import load_weights, save_weights, write_text_atomic
+from trainhub.engine.checkpoint import load_weights, save_weights
+from trainhub.files import write_text_atomic
 from trainhub.runs.prepare import Preprocessor, read_table
 from trainhub.runs.specs import feature_from_dict, params_from_json
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trainhub.engine.checkpoint import atomic_write
+from trainhub.files import atomic_write
 
 __all__ = ["MetricRecorder", "plot_curves", "import_matplotlib"]
 

@@ -64,11 +64,11 @@ class RetrievalEvaluator:
             out[f"ndcg_at_{k}"] = ndcg_at_k(truth, preds, k)
         return out
 
+    # -- callback -------------------------------------------------------------------------------
     def metric_names(self) -> list[str]:
-        """The metrics :meth:`compute` adds (read before training to check the early-stopping monitor)."""
+        """The keys :meth:`on_validation_end` adds (so early stopping may monitor them)."""
         return [f"{name}_at_{k}" for k in self.topk for name in ("recall", "ndcg")]
 
-    # -- callback -------------------------------------------------------------------------------
     def on_validation_end(self, state: Any, metrics: dict[str, float]) -> None:
         if self.model is None:
             raise RuntimeError("RetrievalEvaluator used as a callback needs .model set to the trained model")

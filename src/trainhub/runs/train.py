@@ -20,7 +20,8 @@ import yaml
 from pydantic import ValidationError
 
 from trainhub.engine import seed_everything
-from trainhub.engine.checkpoint import plain_state_dict, save_weights, write_text_atomic
+from trainhub.engine.checkpoint import plain_state_dict, save_weights
+from trainhub.files import write_text_atomic
 from trainhub.logging import MultiLogger, build_logger, flatten_params
 from trainhub.models.summary import model_summary
 from trainhub.runs.config import ConfigError, RunConfig, TrainerConfig, load_run_config
@@ -155,15 +156,12 @@ def _build_trainer(kind: str, cfg: RunConfig, model: torch.nn.Module, task_types
                   progress=t.progress, save_last=t.save_last)
     if t.earlystop_monitor is not None:
         common["earlystop_monitor"] = t.earlystop_monitor
+    common["earlystop_mode"] = t.earlystop_mode  # None: the direction the task declares for the monitor
     if kind == "ctr":
-        if t.earlystop_mode is not None:
-            common["earlystop_mode"] = t.earlystop_mode
         return CTRTrainer(model, loss_mode=True if t.loss_mode is None else t.loss_mode, **common)
     if kind == "mtl":
         return MTLTrainer(model, task_types, adaptive_params=t.adaptive_params,
-                          earlystop_taskid=t.earlystop_taskid or 0, earlystop_mode=t.earlystop_mode, **common)
-    if t.earlystop_mode is not None:
-        common["earlystop_mode"] = t.earlystop_mode
+                          earlystop_taskid=t.earlystop_taskid or 0, **common)
     return MatchTrainer(model, mode=t.mode or 0, in_batch_neg=bool(t.in_batch_neg),
                         in_batch_neg_ratio=t.in_batch_neg_ratio, hard_negative=bool(t.hard_negative),
                         sampler_seed=t.sampler_seed, **common)

@@ -4,7 +4,8 @@ Torch-RecHub's ``mode=0|1|2`` and ``in_batch_neg`` switches become two small str
 chosen once by :class:`trainhub.trainers.MatchTrainer`:
 
 * an **objective** (:class:`PointwiseBCE`, :class:`PairwiseBPR`, :class:`ListwiseSoftmax`) turns
-  model outputs (or in-batch candidate scores) into a loss;
+  model outputs (or in-batch candidate scores) into a loss, and owns how those outputs are scored
+  in validation and returned by ``predict``;
 * a **candidate source**: the model's own output, or :class:`InBatchNegatives`, which scores every
   user of the batch against every item of the batch through the tower protocol
   (``user_tower`` / ``item_tower`` / ``temperature``).
@@ -38,6 +39,7 @@ __all__ = [
     "ListwiseSoftmax",
     "InBatchNegatives",
     "MatchTask",
+    "MatchScores",
     "bpr_loss",
     "objective_for_mode",
 ]
@@ -121,10 +123,45 @@ def _softmax_ce(c: Candidates) -> torch.Tensor:
     return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
 
 
+class MatchScores:
+    """Validation state of a matching task: ROC AUC of labelled pairs, or the mean per-row AUC of
+    candidate scores (the fraction of negatives scored below the positive)."""
+
+    higher_is_better = True
+
+    def __init__(self) -> None:
+        self.pairs = BinaryAUC()
+        self.reset()
+
+    def reset(self) -> None:
+        self.pairs.reset()
+        self.row_auc, self.rows = 0.0, 0
+
+    def add_pairs(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.pairs.update(probs, labels)
+
+    def add_candidates(self, cands: "Candidates") -> None:
+        total, rows = cands.row_auc()
+        self.row_auc += total
+        self.rows += rows
+
+    def sync(self, gather) -> None:
+        self.pairs.sync(gather)
+        parts = gather((self.row_auc, self.rows))
+        self.row_auc, self.rows = sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+    def compute(self, seen: int) -> float:
+        """The AUC of what was added (NaN when no batch was scored: ``seen`` rows)."""
+        if self.rows:
+            return self.row_auc / self.rows
+        return self.pairs.compute() if seen else float("nan")
+
+
 class PointwiseBCE:
     """Mode 0: binary cross-entropy with logits on labelled (user, item) pairs (``y`` in {0, 1}).
 
     With in-batch negatives it uses softmax cross-entropy over the candidates, like Torch-RecHub.
+    Validation scores the labelled pairs (ROC AUC); ``predict`` returns probabilities ``[B]``.
     """
 
     name = "point-wise"
@@ -142,8 +179,30 @@ class PointwiseBCE:
     def candidate_loss(self, c: Candidates) -> torch.Tensor:
         return _softmax_ce(c)
 
+    def score(self, out: Any, y: torch.Tensor | None, scores: MatchScores) -> None:
+        scores.add_pairs(torch.sigmoid(_pointwise_logits(out)), check_binary_labels(y))
 
-class PairwiseBPR:
+    def predict(self, out: Any) -> torch.Tensor:
+        return torch.sigmoid(_pointwise_logits(out))
+
+
+class _CandidateObjective:
+    """Objectives over candidate scores: validation scores each row's candidates (per-row AUC);
+    ``predict`` returns candidate scores ``[B, 1+K]``, positive first."""
+
+    #: whether ``y`` names each row's target column (list-wise) rather than being ignored
+    reads_target = False
+
+    def score(self, out: Any, y: torch.Tensor | None, scores: MatchScores) -> None:
+        scores.add_candidates(Candidates.from_output(out, y if self.reads_target else None))
+
+    def predict(self, out: Any) -> torch.Tensor:
+        if isinstance(out, torch.Tensor):
+            return out
+        return Candidates.from_output(out).logits()
+
+
+class PairwiseBPR(_CandidateObjective):
     """Mode 1: BPR, ``-log sigmoid(pos - neg)``, with one or ``K`` negatives per positive (``y`` unused)."""
 
     name = "pair-wise"
@@ -156,7 +215,7 @@ class PairwiseBPR:
         return bpr_loss(c)
 
 
-class ListwiseSoftmax:
+class ListwiseSoftmax(_CandidateObjective):
     """Mode 2: softmax cross-entropy over candidates; the target column is ``y`` (zeros: positive first).
 
     Full-softmax models (NARM, STAMP) return ``[B, num_items]`` and take ``y`` = target item ids.
@@ -164,6 +223,7 @@ class ListwiseSoftmax:
 
     name = "list-wise"
     needs_labels = False
+    reads_target = True
 
     def loss(self, out: Any, y: torch.Tensor | None) -> torch.Tensor:
         if isinstance(out, torch.Tensor):
@@ -325,12 +385,12 @@ class MatchTask:
         self.objective = objective
         self.negatives = negatives
         self.regularization = regularization
-        self._auc = BinaryAUC()
+        self._scores = MatchScores()
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self._auc.reset()
-        self._row_auc, self._rows, self._loss_sum, self._seen = 0.0, 0, 0.0, 0
+        self._scores.reset()
+        self._loss_sum, self._seen = 0.0, 0
 
     def _loss(self, model: nn.Module, x: dict, y: torch.Tensor | None, sample: bool) -> tuple[torch.Tensor, Any]:
         if self.negatives is not None:
@@ -352,30 +412,24 @@ class MatchTask:
         n = _batch_size(x)
         self._loss_sum += float(loss) * n
         self._seen += n
-        if isinstance(out, Candidates):
-            cands = out
-        elif isinstance(self.objective, PointwiseBCE):
-            self._auc.update(torch.sigmoid(_pointwise_logits(out)), check_binary_labels(y))
-            return
+        if self.negatives is not None:
+            self._scores.add_candidates(out)  # in-batch candidates, whatever the objective
         else:
-            cands = Candidates.from_output(out, y if isinstance(self.objective, ListwiseSoftmax) else None)
-        total, rows = cands.row_auc()
-        self._row_auc += total
-        self._rows += rows
+            self.objective.score(out, y, self._scores)
 
     def sync_metrics(self, gather) -> None:
-        self._auc.sync(gather)
-        parts = gather((self._row_auc, self._rows, self._loss_sum, self._seen))
-        self._row_auc, self._rows, self._loss_sum, self._seen = (sum(p[i] for p in parts) for i in range(4))
+        self._scores.sync(gather)
+        parts = gather((self._loss_sum, self._seen))
+        self._loss_sum, self._seen = sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def metric_names(self) -> list[str]:
         return ["auc", "loss"]
 
+    def higher_is_better(self, name: str) -> bool | None:
+        return {"auc": self._scores.higher_is_better, "loss": False}.get(name)
+
     def compute_metrics(self) -> dict[str, float]:
-        if self._rows:
-            auc = self._row_auc / self._rows
-        else:
-            auc = self._auc.compute() if self._seen else float("nan")
+        auc = self._scores.compute(self._seen)
         metrics = {"auc": auc, "loss": self._loss_sum / self._seen if self._seen else float("nan")}
         self._reset_state()
         return metrics
@@ -386,12 +440,7 @@ class MatchTask:
         x, _ = split_batch(batch)
         if self.negatives is not None:
             return self.negatives(model, x, sample=False).logits()
-        out = model(x)
-        if isinstance(self.objective, PointwiseBCE):
-            return torch.sigmoid(_pointwise_logits(out))
-        if isinstance(out, torch.Tensor):
-            return out
-        return Candidates.from_output(out).logits()
+        return self.objective.predict(model(x))
 
 
 def _batch_size(x: dict) -> int:

@@ -2,8 +2,9 @@
 
 Convention: the model returns ``[B, n_task]`` (column ``i`` = task ``i``; a dict of ``[B]`` tensors
 is accepted too and read in insertion order) and the labels are ``[B, n_task]`` in the same order.
-Classification columns are logits: the loss is BCE-with-logits and the metric AUC of
-``sigmoid(logit)``. Regression columns are raw predictions: the loss is MSE and the metric MSE.
+Each column's :class:`~trainhub.output_kinds.OutputKind` decides its loss, metric and prediction:
+classification columns are logits (BCE-with-logits, AUC of ``sigmoid(logit)``), regression
+columns raw predictions (MSE as loss and metric).
 
 The model may declare ``supervised_outputs`` (indices of the columns that get a loss; ESMM trains
 CTR and CTCVR only). The task reads that declaration; it never looks at the model's class.
@@ -15,20 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainhub.engine.runtime import unwrap_model
 from trainhub.engine.task import StepOutput
-from trainhub.metrics import BinaryAUC, MeanSquaredError
+from trainhub.output_kinds import output_kinds
 from trainhub.tasks.ctr import split_batch
 from trainhub.tasks.regularization import add_penalty
 from trainhub.tasks.weighting import EqualWeighting, LossWeighting
 
 __all__ = ["MTLTask", "MTLStepOutput", "supervised_outputs"]
-
-_TYPES = ("classification", "regression")
-
 
 @dataclass
 class MTLStepOutput(StepOutput):
@@ -71,9 +68,7 @@ class MTLTask:
     def __init__(self, task_types: Sequence[str], weighting: LossWeighting | None = None,
                  regularization: Callable[[nn.Module], Any] | None = None, task_names: Sequence[str] | None = None):
         self.task_types = list(task_types)
-        for i, t in enumerate(self.task_types):
-            if t not in _TYPES:
-                raise ValueError(f"task_types[{i}] is {t!r}; each entry must be 'classification' or 'regression'")
+        self.kinds = output_kinds(self.task_types)
         self.num_tasks = len(self.task_types)
         self.task_names = list(task_names) if task_names is not None else [f"task_{i}" for i in range(self.num_tasks)]
         if len(self.task_names) != self.num_tasks:
@@ -81,7 +76,7 @@ class MTLTask:
         self.weighting = weighting if weighting is not None else EqualWeighting()
         self.regularization = regularization
         self.supervised: list[int] | None = None
-        self.metrics = [BinaryAUC() if t == "classification" else MeanSquaredError() for t in self.task_types]
+        self.metrics = [kind.new_metric() for kind in self.kinds]
 
     # -- setup ---------------------------------------------------------------------------------
     def bind(self, model: nn.Module) -> "MTLTask":
@@ -94,7 +89,7 @@ class MTLTask:
 
     def metric_name(self, i: int) -> str:
         """Metric key of task ``i``: ``task_i_auc`` (classification) or ``task_i_mse`` (regression)."""
-        return f"{self.task_names[i]}_{'auc' if self.task_types[i] == 'classification' else 'mse'}"
+        return f"{self.task_names[i]}_{self.kinds[i].metric}"
 
     # -- pieces --------------------------------------------------------------------------------
     def outputs(self, model: nn.Module, x: dict) -> torch.Tensor:
@@ -122,19 +117,12 @@ class MTLTask:
         if y.shape != (batch_size, self.num_tasks):
             raise ValueError(f"labels have shape {tuple(y.shape)}; "
                              f"expected [B, n_task] = [{batch_size}, {self.num_tasks}]")
-        for i, t in enumerate(self.task_types):
-            if t == "classification":
-                bad = (y[:, i] != 0) & (y[:, i] != 1)
-                if bool(bad.any()):
-                    row = int(bad.nonzero()[0, 0])
-                    raise ValueError(f"{self.task_names[i]} is a classification task, so its labels must be 0 or 1; "
-                                     f"found {y[row, i].item():g} at row {row} of the batch")
+        for i, kind in enumerate(self.kinds):
+            kind.check_labels(y[:, i], self.task_names[i])
         return y
 
     def task_loss(self, i: int, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.task_types[i] == "classification":
-            return F.binary_cross_entropy_with_logits(output, target)
-        return F.mse_loss(output, target)
+        return self.kinds[i].loss(output, target)
 
     # -- Task protocol -------------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: Any) -> MTLStepOutput:
@@ -169,8 +157,7 @@ class MTLTask:
         out = self.outputs(model, x)
         y = self.labels(y, out.shape[0])
         for i, metric in enumerate(self.metrics):
-            pred = torch.sigmoid(out[:, i]) if self.task_types[i] == "classification" else out[:, i]
-            metric.update(pred, y[:, i])
+            metric.update(self.kinds[i].predict(out[:, i]), y[:, i])
 
     def sync_metrics(self, gather) -> None:
         for m in self.metrics:
@@ -178,6 +165,10 @@ class MTLTask:
 
     def metric_names(self) -> list[str]:
         return [self.metric_name(i) for i in range(self.num_tasks)]
+
+    def higher_is_better(self, name: str) -> bool | None:
+        directions = {self.metric_name(i): m.higher_is_better for i, m in enumerate(self.metrics)}
+        return directions.get(name)
 
     def compute_metrics(self) -> dict[str, float]:
         values = {self.metric_name(i): m.compute() for i, m in enumerate(self.metrics)}
@@ -190,8 +181,7 @@ class MTLTask:
         """``[B, n_task]``: probabilities for classification tasks, raw values for regression."""
         x, _ = split_batch(batch)  # (x, y) or x alone
         out = self.outputs(model, x)
-        is_cls = torch.tensor([t == "classification" for t in self.task_types], device=out.device)
-        return torch.where(is_cls, torch.sigmoid(out), out)
+        return torch.stack([kind.predict(out[:, i]) for i, kind in enumerate(self.kinds)], dim=1)
 
     def epoch_logs(self) -> dict[str, float]:
         return self.weighting.epoch_logs()

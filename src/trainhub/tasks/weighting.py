@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from trainhub.engine.runtime import all_reduce_mean_, averaged_over_ranks, is_rowwise
+from trainhub.output_kinds import output_kinds
 
 __all__ = ["LossWeighting", "EqualWeighting", "UncertaintyWeighting", "GradNorm", "MetaBalance", "build_weighting"]
 
@@ -43,7 +44,7 @@ def _model_parameters(model: nn.Module, method: str, what: str) -> list[nn.Param
     fn = getattr(model, what, None)
     if fn is None:
         raise TypeError(
-            f"{method} needs the model to declare {what}() (see trainhub.models.multitask.MultiTaskModel); "
+            f"{method} needs the model to declare {what}() (see trainhub.models.multitask.MultiTaskRecModel); "
             f"{type(model).__name__} does not"
         )
     params = [p for p in fn() if p.requires_grad]
@@ -148,7 +149,7 @@ class UncertaintyWeighting(LossWeighting):
         super().setup(model, task_types, names)
         device = next(model.parameters()).device
         self.log_vars = nn.Parameter(torch.zeros(self.num_losses, device=device))
-        scale = [0.5 if t == "regression" else 1.0 for t in self.task_types]
+        scale = [kind.uncertainty_scale for kind in output_kinds(self.task_types)]
         self.register_buffer("scale", torch.tensor(scale, device=device))
 
     def optimized_parameters(self) -> list[nn.Parameter]:

@@ -12,7 +12,7 @@ through the encoder) while the epoch still mixes short and long batches in a ran
 
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class _EpochBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return -(-self._num_batches() // self.world_size)
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[list[int]]:
         batches = self.batches()
         self.epoch += 1  # without set_epoch, successive passes still differ (and stay reproducible)
         if self.world_size > 1 and batches:
@@ -58,7 +58,7 @@ class _EpochBatchSampler(torch.utils.data.Sampler):
             batches = padded[self.rank::self.world_size]
         return iter(batches)
 
-    def batches(self) -> List[List[int]]:
+    def batches(self) -> list[list[int]]:
         raise NotImplementedError
 
 
@@ -71,7 +71,7 @@ class RandomBatchSampler(_EpochBatchSampler):
         seed: with the epoch, decides the order.
     """
 
-    def batches(self) -> List[List[int]]:
+    def batches(self) -> list[list[int]]:
         order = self._rng().permutation(self.num_rows).tolist()
         return [order[i:i + self.batch_size] for i in range(0, self.num_rows, self.batch_size)]
 
@@ -100,11 +100,11 @@ class LengthGroupedBatchSampler(_EpochBatchSampler):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.pool_batches = int(pool_batches)
 
-    def batches(self) -> List[List[int]]:
+    def batches(self) -> list[list[int]]:
         rng = self._rng()
         order = rng.permutation(self.num_rows)
         pool = self.pool_batches * self.batch_size
-        batches: List[List[int]] = []
+        batches: list[list[int]] = []
         for start in range(0, self.num_rows, pool):
             chunk = order[start:start + pool]
             # longest first; the stable sort keeps ties in their shuffled order

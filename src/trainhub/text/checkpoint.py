@@ -1,4 +1,4 @@
-"""A self-contained best-model folder, written by the engine through the Checkpointer interface.
+"""A self-contained best-model folder, written by the engine through its checkpointer interface.
 
 ``<output_dir>/best_model/`` holds everything a reload needs, so no original files are required:
 
@@ -17,21 +17,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from torch import nn
 
-from trainhub.engine.checkpoint import (
-    RESUME_HINT,
-    load_state,
-    load_weights,
-    remove_run_files,
-    save_state,
-    save_weights,
-    write_text_atomic,
-)
-from trainhub.text.config import ExperimentConfig, save_experiment_config
-from trainhub.text.processing import save_label_maps
+from trainhub.engine.checkpoint import RESUME_HINT, Checkpointer, save_weights
+from trainhub.files import write_text_atomic
+from trainhub.text.config import ExperimentConfig, save_experiment_config, save_label_maps
 
 __all__ = ["TextCheckpointer", "WEIGHTS_NAME", "save_model_folder"]
 
@@ -39,7 +31,7 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def save_model_folder(folder: str | Path, model: nn.Module, config: ExperimentConfig, tokenizer: Any,
-                      metadata: Optional[Dict[str, Any]] = None) -> Path:
+                      metadata: dict[str, Any] | None = None) -> Path:
     """Write weights, encoder config, tokenizer, experiment config and label maps to ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,9 +47,8 @@ def save_model_folder(folder: str | Path, model: nn.Module, config: ExperimentCo
     return folder
 
 
-class TextCheckpointer:
-    """Duck-typed engine checkpointer (``save_best``/``has_best``/``load_best``/``save_resume``/
-    ``load_resume``) that writes a reloadable model folder.
+class TextCheckpointer(Checkpointer):
+    """The engine's checkpointer, with the best model kept as a reloadable folder.
 
     Args:
         output_dir: run folder; the best model goes to ``output_dir/best_model``.
@@ -66,11 +57,12 @@ class TextCheckpointer:
         save_last: also keep ``output_dir/last.ckpt`` for resuming.
     """
 
+    resume_hint = RESUME_HINT.replace("resume=False", "training.resume: false")
+
     def __init__(self, output_dir: str | Path, config: ExperimentConfig, tokenizer: Any, save_last: bool = True):
-        self.dirpath = Path(output_dir)
+        super().__init__(output_dir, save_last=save_last)
         self.config = config
         self.tokenizer = tokenizer
-        self.save_last = save_last
         self._static_written = False
 
     @property
@@ -82,10 +74,6 @@ class TextCheckpointer:
         return self.best_dir / WEIGHTS_NAME
 
     @property
-    def last_path(self) -> Path:
-        return self.dirpath / "last.ckpt"
-
-    @property
     def final_dir(self) -> Path:
         return self.dirpath / "final_model"
 
@@ -93,11 +81,7 @@ class TextCheckpointer:
         """What one run writes here: the best-model folder, the resume state and ``final_model``."""
         return [self.best_dir, self.last_path, self.final_dir]
 
-    def start_fresh(self) -> list[Path]:
-        """Remove an earlier run's folders and files so they never mix with a new run's."""
-        return remove_run_files(self.run_files(), self.dirpath)
-
-    def save_best(self, model: nn.Module, metadata: Optional[Dict[str, Any]] = None) -> Path:
+    def save_best(self, model: nn.Module, metadata: dict[str, Any] | None = None) -> Path:
         if not self._static_written:
             # Tokenizer and configs do not change during training: write them once.
             save_model_folder(self.best_dir, model, self.config, self.tokenizer, metadata)
@@ -106,16 +90,3 @@ class TextCheckpointer:
             save_weights(self.best_path, model, metadata)
         write_text_atomic(self.best_dir / "trainer_state.json", json.dumps(metadata or {}, indent=2, default=str))
         return self.best_path
-
-    def has_best(self) -> bool:
-        return self.best_path.is_file()
-
-    def load_best(self, model: nn.Module) -> nn.Module:
-        return load_weights(self.best_path, model)
-
-    def save_resume(self, payload: Dict[str, Any]) -> Optional[Path]:
-        return save_state(self.last_path, payload) if self.save_last else None
-
-    def load_resume(self) -> Optional[Dict[str, Any]]:
-        return load_state(self.last_path, hint=RESUME_HINT.replace("resume=False", "training.resume: false"))\
-            if self.last_path.is_file() else None

@@ -14,14 +14,18 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainhub.engine.checkpoint import write_text_atomic
+from trainhub.files import write_text_atomic
+
+# Task types, their aliases and their metrics' directions are declared by the task kinds.
+from trainhub.text.kinds import LOWER_IS_BETTER, TASK_TYPES, TYPE_ALIASES, kind_for
 
 __all__ = [
     "ConfigError",
@@ -37,18 +41,12 @@ __all__ = [
     "load_experiment_config",
     "apply_overrides",
     "save_experiment_config",
+    "save_label_maps",
+    "load_label_maps",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Canonical task types; ``classification`` is accepted as an alias of the first (B.8 item 2).
-TASK_TYPES = ("single_label_classification", "multi_label_classification", "ner", "regression")
-_TYPE_ALIASES = {
-    "classification": "single_label_classification",
-    "single_label": "single_label_classification",
-    "multi_label": "multi_label_classification",
-    "token_classification": "ner",
-}
 
 
 class ConfigError(ValueError):
@@ -85,7 +83,7 @@ class ModelConfig(_Section):
     base_model: str = "all-MiniLM-L6-v2"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     pooling: Literal["mean", "cls", "pooler"] = "mean"
-    fusion: Optional[FusionConfig] = None
+    fusion: FusionConfig | None = None
 
 
 class TokenizerConfig(_Section):
@@ -95,7 +93,7 @@ class TokenizerConfig(_Section):
     max_length: int = Field(128, gt=1)
     padding: Literal["longest", "max_length"] = "longest"
     truncation: bool = True
-    pad_token_id: Optional[int] = None
+    pad_token_id: int | None = None
 
 
 class LoggingConfig(_Section):
@@ -107,13 +105,13 @@ class LoggingConfig(_Section):
         tracking_uri: MLflow server; None = embedded SQLite store in ``<output_dir>/logs``.
     """
 
-    service: Union[str, List[str]] = "tensorboard"
+    service: str | list[str] = "tensorboard"
     experiment_name: str = "multitask_experiment"
-    tracking_uri: Optional[str] = None
+    tracking_uri: str | None = None
 
     @field_validator("service")
     @classmethod
-    def _check_service(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
+    def _check_service(cls, value: str | list[str]) -> str | list[str]:
         names = [value] if isinstance(value, str) else value
         for name in names:
             if name not in ("mlflow", "tensorboard", "both", "none"):
@@ -121,7 +119,7 @@ class LoggingConfig(_Section):
         return value
 
     @property
-    def services(self) -> List[str]:
+    def services(self) -> list[str]:
         """The backends to start, in a fixed order."""
         names = [self.service] if isinstance(self.service, str) else list(self.service)
         if "both" in names:
@@ -134,7 +132,8 @@ class TrainingConfig(_Section):
 
     ``batch_size`` may be one int or ``{task_name: int}``. ``warmup_steps`` and ``warmup_ratio``
     are exclusive; with neither, 100 warmup steps (the documented default). ``greater_is_better``
-    left unset is inferred from the metric name (``loss``/``mse``/``mae`` lower is better).
+    left unset follows the direction the task kind declares for the metric (losses and
+    ``mse``/``rmse``/``mae`` lower is better).
     ``early_stopping_patience`` None disables stopping, but the best checkpoint is still kept.
     ``eval_steps`` validates every N optimizer steps instead of at epoch ends.
     ``resume: true`` continues from ``<output_dir>/last.ckpt`` (an error when it is missing),
@@ -146,35 +145,35 @@ class TrainingConfig(_Section):
 
     output_dir: str = "./results"
     learning_rate: float = Field(2e-5, gt=0)
-    batch_size: Union[int, Dict[str, int]] = 16
-    eval_batch_size: Optional[int] = None
+    batch_size: int | dict[str, int] = 16
+    eval_batch_size: int | None = None
     num_epochs: int = Field(3, ge=1)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: Optional[int] = Field(None, ge=0)
-    warmup_ratio: Optional[float] = Field(None, ge=0, le=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, le=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    max_grad_norm: Optional[float] = 1.0
+    max_grad_norm: float | None = 1.0
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
     save_strategy: Literal["epoch", "steps", "best", "no"] = "epoch"
     load_best_model_at_end: bool = True
     metric_for_best_model: str = "eval_loss"
-    greater_is_better: Optional[bool] = None
-    early_stopping_patience: Optional[int] = Field(None, ge=1)
-    eval_steps: Optional[int] = Field(None, ge=1)
+    greater_is_better: bool | None = None
+    early_stopping_patience: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
     logging_steps: int = Field(1, ge=1)
     seed: int = 42
-    resume: Union[Literal["auto"], bool] = False
-    device: Optional[str] = None
+    resume: Literal["auto"] | bool = False
+    device: str | None = None
     task_sampling: Literal["round_robin", "proportional", "temperature"] = "round_robin"
     group_by_length: bool = False
     group_by_length_pool: int = Field(50, ge=1)
     sampling_temperature: float = Field(2.0, gt=0)
     progress: bool = True
-    logging: Optional[LoggingConfig] = None
+    logging: LoggingConfig | None = None
 
     @field_validator("batch_size")
     @classmethod
-    def _positive_batch(cls, value: Union[int, Dict[str, int]]) -> Union[int, Dict[str, int]]:
+    def _positive_batch(cls, value: int | dict[str, int]) -> int | dict[str, int]:
         sizes = value.values() if isinstance(value, dict) else [value]
         if any(s < 1 for s in sizes):
             raise ValueError(f"batch sizes must be >= 1, got {value}")
@@ -206,7 +205,7 @@ class TrainingConfig(_Section):
         # Only the metric's own name (after the last "_") decides: task or head names such as
         # "Glossing" must not make an accuracy look like a loss.
         metric = self.metric_for_best_model.lower().rsplit("_", 1)[-1]
-        return "min" if metric in ("loss", "mse", "mae", "rmse") else "max"
+        return "min" if metric in LOWER_IS_BETTER else "max"
 
     def warmup_for(self, total_steps: int) -> int:
         if self.warmup_ratio is not None:
@@ -227,9 +226,9 @@ class HeadConfig(_Section):
     """
 
     name: str
-    num_labels: Optional[int] = Field(None, ge=0)
+    num_labels: int | None = Field(None, ge=0)
     weight: float = Field(1.0, ge=0)
-    labels: Optional[List[str]] = None
+    labels: list[str] | None = None
     threshold: float = Field(0.5, gt=0, lt=1)
 
 
@@ -255,16 +254,16 @@ class TaskConfig(_Section):
     name: str
     type: str
     data_path: str
-    eval_data_path: Optional[str] = None
-    test_data_path: Optional[str] = None
-    format: Optional[Literal["jsonl", "json", "csv", "tsv", "conll"]] = None
+    eval_data_path: str | None = None
+    test_data_path: str | None = None
+    format: Literal["jsonl", "json", "csv", "tsv", "conll"] | None = None
     text_column: str = "text"
     label_column: str = "label"
     eval_split: float = Field(0.2, ge=0, lt=1)
-    max_examples: Optional[int] = Field(None, ge=1)
-    heads: List[HeadConfig]
-    labels: Optional[List[str]] = None
-    label_maps: Optional[Dict[str, Dict[int, str]]] = None
+    max_examples: int | None = Field(None, ge=1)
+    heads: list[HeadConfig]
+    labels: list[str] | None = None
+    label_maps: dict[str, dict[int, str]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -279,7 +278,7 @@ class TaskConfig(_Section):
     @field_validator("type")
     @classmethod
     def _canonical_type(cls, value: str) -> str:
-        value = _TYPE_ALIASES.get(value, value)
+        value = TYPE_ALIASES.get(value, value)
         if value not in TASK_TYPES:
             raise ValueError(f"unknown task type {value!r}; choose from {', '.join(TASK_TYPES)} "
                              f"(or the alias 'classification')")
@@ -287,7 +286,7 @@ class TaskConfig(_Section):
 
     @field_validator("heads")
     @classmethod
-    def _check_heads(cls, heads: List[HeadConfig]) -> List[HeadConfig]:
+    def _check_heads(cls, heads: list[HeadConfig]) -> list[HeadConfig]:
         if not heads:
             raise ValueError("a task needs at least one head")
         names = [h.name for h in heads]
@@ -297,8 +296,8 @@ class TaskConfig(_Section):
 
     @model_validator(mode="after")
     def _single_head_types(self) -> "TaskConfig":
-        if self.type == "ner" and len(self.heads) != 1:
-            raise ValueError(f"NER task {self.name!r} takes exactly one head, got {len(self.heads)}")
+        if kind_for(self.type).single_head and len(self.heads) != 1:
+            raise ValueError(f"{self.type} task {self.name!r} takes exactly one head, got {len(self.heads)}")
         return self
 
 
@@ -309,7 +308,7 @@ class ExperimentConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    tasks: List[TaskConfig]
+    tasks: list[TaskConfig]
 
     @model_validator(mode="before")
     @classmethod
@@ -325,7 +324,7 @@ class ExperimentConfig(_Section):
 
     @field_validator("tasks")
     @classmethod
-    def _unique_tasks(cls, tasks: List[TaskConfig]) -> List[TaskConfig]:
+    def _unique_tasks(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
         if not tasks:
             raise ValueError("at least one task is required")
         names = [t.name for t in tasks]
@@ -339,7 +338,7 @@ class ExperimentConfig(_Section):
                 return t
         raise KeyError(f"no task named {name!r}; tasks are {[t.name for t in self.tasks]}")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -356,7 +355,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return f"invalid experiment config {source}:\n" + "\n".join(lines)
 
 
-def _set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -375,7 +374,7 @@ def _set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values parsed as YAML; list items by index, e.g.
     ``tasks.0.max_examples=50``) to a raw config dict and return a new dict."""
     data = copy.deepcopy(data)
@@ -391,7 +390,7 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
 
 
 def load_experiment_config(
-    source: Union[str, Path, Dict[str, Any], ExperimentConfig],
+    source: str | Path | dict[str, Any] | ExperimentConfig,
     overrides: Sequence[str] = (),
 ) -> ExperimentConfig:
     """Load and validate a config from a YAML path, a dict, or an existing config.
@@ -433,9 +432,22 @@ def load_experiment_config(
     return cfg
 
 
-def save_experiment_config(cfg: ExperimentConfig, path: Union[str, Path]) -> Path:
+def save_experiment_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     """Write the (possibly data-updated) config as YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
     return path
+
+
+def save_label_maps(config: ExperimentConfig, path: str | Path) -> Path:
+    """Write ``{task: {"type": ..., "heads": {head: [label names]}}}`` as JSON."""
+    data = {t.name: {"type": t.type, "heads": {h.name: list(h.labels or []) for h in t.heads}} for t in config.tasks}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
+    return path
+
+
+def load_label_maps(path: str | Path) -> dict[str, dict[str, Any]]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

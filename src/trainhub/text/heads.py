@@ -1,7 +1,9 @@
-"""Task modules: one per task, holding one output layer per configured head.
+"""Task heads: one module per task, holding one output layer per configured head.
 
-Each task module reads the shared encoder's outputs and returns ``{"loss", "logits": {head: tensor}}``
-(upstream's contract, kept for every type, including regression). Heads return logits; the
+Each task's heads read the shared encoder's outputs and return ``{"loss", "logits": {head: tensor}}``
+(upstream's contract, kept for every type, including regression). Upstream called these modules
+"tasks" (``BaseTask``, ``NERTask``, ``TASK_REGISTRY``); those names live on at the
+``multitask_bert.tasks`` paths. Heads return logits; the
 losses are the stable with-logits forms. The task loss is ``sum(head.weight * head_loss)``.
 
 Logit shapes: classification ``[B, C]``, multi-label ``[B, L]``, regression ``[B, L]``, NER
@@ -10,30 +12,30 @@ Logit shapes: classification ``[B, C]``, multi-label ``[B, L]``, regression ``[B
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trainhub.text.config import TaskConfig
+from trainhub.text.kinds import TYPE_ALIASES
 
 __all__ = [
-    "BaseTask",
-    "SingleLabelClassificationTask",
-    "MultiHeadSingleLabelClassificationTask",
-    "MultiLabelClassificationTask",
-    "NERTask",
-    "RegressionTask",
-    "TASK_REGISTRY",
+    "TaskHeads",
+    "SingleLabelClassificationHeads",
+    "MultiLabelClassificationHeads",
+    "NERHead",
+    "RegressionHeads",
+    "HEAD_REGISTRY",
     "pool",
 ]
 
 IGNORE_INDEX = -100
-Labels = Optional[Union[torch.Tensor, Mapping[str, torch.Tensor]]]
+Labels = torch.Tensor | Mapping[str, torch.Tensor] | None
 
 
-def pool(encoder_outputs: Any, attention_mask: Optional[torch.Tensor], mode: str) -> torch.Tensor:
+def pool(encoder_outputs: Any, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
     """Sentence vector ``[B, H]`` from encoder outputs: masked mean, CLS, or the pooler output."""
     states = encoder_outputs.last_hidden_state  # [B, T, H]
     if mode == "pooler":
@@ -52,8 +54,8 @@ def _init_linear(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
-class BaseTask(nn.Module):
-    """Shared task body. Subclasses build ``self.heads`` and define ``head_logits`` / ``head_loss``.
+class TaskHeads(nn.Module):
+    """Shared body of a task's heads. Subclasses build ``self.heads`` and define ``head_logits`` / ``head_loss``.
 
     Args:
         config: the task config (heads must have ``num_labels`` set).
@@ -79,15 +81,15 @@ class BaseTask(nn.Module):
     def build_head(self, hidden_size: int, num_labels: int, dropout: float) -> nn.Module:
         return _init_linear(nn.Linear(hidden_size, num_labels))
 
-    def features(self, encoder_outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def features(self, encoder_outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
         return self.dropout(pool(encoder_outputs, attention_mask, self.pooling))
 
     def head_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def get_forward_output(self, input_ids: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor],
-                           token_type_ids: Optional[torch.Tensor], labels: Labels, encoder_outputs: Any,
-                           **kwargs: Any) -> Dict[str, Any]:
+    def get_forward_output(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                           token_type_ids: torch.Tensor | None, labels: Labels, encoder_outputs: Any,
+                           **kwargs: Any) -> dict[str, Any]:
         """Logits per head and, when labels are given, the weighted loss (0 otherwise)."""
         feats = self.features(encoder_outputs, attention_mask)
         logits = {name: head(feats) for name, head in self.heads.items()}
@@ -103,12 +105,12 @@ class BaseTask(nn.Module):
                 loss = loss + self.head_weights[name] * self.head_loss(logits[name], target)
         return {"loss": loss, "logits": logits}
 
-    def forward(self, encoder_outputs: Any, attention_mask: Optional[torch.Tensor] = None,
-                labels: Labels = None) -> Dict[str, Any]:
+    def forward(self, encoder_outputs: Any, attention_mask: torch.Tensor | None = None,
+                labels: Labels = None) -> dict[str, Any]:
         return self.get_forward_output(None, attention_mask, None, labels, encoder_outputs)
 
 
-class SingleLabelClassificationTask(BaseTask):
+class SingleLabelClassificationHeads(TaskHeads):
     """One or more softmax heads on the pooled sentence vector; cross-entropy (-100 ignored)."""
 
     def head_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -118,24 +120,21 @@ class SingleLabelClassificationTask(BaseTask):
         return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
 
 
-MultiHeadSingleLabelClassificationTask = SingleLabelClassificationTask  # upstream name
-
-
-class MultiLabelClassificationTask(BaseTask):
+class MultiLabelClassificationHeads(TaskHeads):
     """Independent sigmoid outputs per label; ``BCEWithLogits``."""
 
     def head_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
 
 
-class RegressionTask(BaseTask):
+class RegressionHeads(TaskHeads):
     """Linear outputs on the pooled vector; mean squared error."""
 
     def head_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(logits, target.to(logits.dtype).reshape(logits.shape))
 
 
-class NERTask(BaseTask):
+class NERHead(TaskHeads):
     """Token classification on every token state (``Dropout`` + ``Linear``, as upstream).
 
     The loss averages over labelled positions only (first sub-tokens); a batch with none gives 0.
@@ -144,7 +143,7 @@ class NERTask(BaseTask):
     def build_head(self, hidden_size: int, num_labels: int, dropout: float) -> nn.Module:
         return nn.Sequential(nn.Dropout(dropout), _init_linear(nn.Linear(hidden_size, num_labels)))
 
-    def features(self, encoder_outputs: Any, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def features(self, encoder_outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
         return encoder_outputs.last_hidden_state  # [B, T, H]; the head applies dropout
 
     def head_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -154,10 +153,11 @@ class NERTask(BaseTask):
         return flat / count
 
 
-TASK_REGISTRY = {
-    "single_label_classification": SingleLabelClassificationTask,
-    "classification": SingleLabelClassificationTask,
-    "multi_label_classification": MultiLabelClassificationTask,
-    "ner": NERTask,
-    "regression": RegressionTask,
+_HEADS_BY_TYPE = {
+    "single_label_classification": SingleLabelClassificationHeads,
+    "multi_label_classification": MultiLabelClassificationHeads,
+    "ner": NERHead,
+    "regression": RegressionHeads,
 }
+#: task type (canonical or alias) -> the heads module of that kind of task
+HEAD_REGISTRY = {**_HEADS_BY_TYPE, **{alias: _HEADS_BY_TYPE[name] for alias, name in TYPE_ALIASES.items()}}

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def _as_ids(predictions: np.ndarray) -> np.ndarray:
     return predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions
 
 
-def compute_classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+def compute_classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Single-label metrics from logits ``[N, C]`` (or predicted ids ``[N]``) and gold ids ``[N]``."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
@@ -45,7 +45,7 @@ def compute_classification_metrics(predictions: np.ndarray, labels: np.ndarray) 
 
 
 def compute_multi_label_metrics(predictions: np.ndarray, labels: np.ndarray,
-                                threshold: float = 0.5) -> Dict[str, float]:
+                                threshold: float = 0.5) -> dict[str, float]:
     """Multi-label metrics from logits ``[N, L]`` and 0/1 targets ``[N, L]``; a label is predicted
     when ``sigmoid(logit) > threshold``."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
@@ -65,7 +65,7 @@ def compute_multi_label_metrics(predictions: np.ndarray, labels: np.ndarray,
 
 
 def ner_sequences(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                  label_map: Mapping[int, str]) -> tuple[List[List[str]], List[List[str]]]:
+                  label_map: Mapping[int, str]) -> tuple[list[list[str]], list[list[str]]]:
     """Tag-name sequences with the -100 positions (sub-tokens, specials, padding) dropped."""
     pred_seqs, gold_seqs = [], []
     for pred, gold in zip(predictions, labels):
@@ -77,7 +77,7 @@ def ner_sequences(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray
 
 
 def compute_ner_metrics(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                        label_map: Mapping[int, str]) -> Dict[str, float]:
+                        label_map: Mapping[int, str]) -> dict[str, float]:
     """Entity-level NER metrics.
 
     Args:
@@ -98,7 +98,7 @@ def compute_ner_metrics(predictions: Sequence[np.ndarray], labels: Sequence[np.n
     }
 
 
-def compute_regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+def compute_regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Mean squared / absolute error over all outputs."""
     pred = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
     gold = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)

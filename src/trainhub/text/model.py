@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from trainhub.text.config import ModelConfig, TaskConfig
-from trainhub.text.heads import TASK_REGISTRY
+from trainhub.text.heads import HEAD_REGISTRY
 
 __all__ = ["MultiTaskModel", "resolve_base_model", "download_model", "load_encoder", "load_tokenizer",
            "DEFAULT_ENCODER", "ModelNotAvailableError"]
@@ -158,21 +158,21 @@ class MultiTaskModel(nn.Module):
             ``model_config.base_model``.
     """
 
-    def __init__(self, config: Any = None, model_config: Optional[ModelConfig] = None,
-                 task_configs: Sequence[TaskConfig] = (), *, encoder: Optional[nn.Module] = None):
+    def __init__(self, config: Any = None, model_config: ModelConfig | None = None,
+                 task_configs: Sequence[TaskConfig] = (), *, encoder: nn.Module | None = None):
         super().__init__()
         model_config = model_config or ModelConfig()
         self.encoder = encoder if encoder is not None else load_encoder(model_config.base_model)
         self.config = config if config is not None else getattr(self.encoder, "config", None)
         hidden = int(self.encoder.config.hidden_size)
-        self.task_names: List[str] = [t.name for t in task_configs]
-        self.task_types: List[str] = [t.type for t in task_configs]
+        self.task_names: list[str] = [t.name for t in task_configs]
+        self.task_types: list[str] = [t.type for t in task_configs]
         self.tasks = nn.ModuleList(
-            TASK_REGISTRY[t.type](t, hidden, dropout=model_config.dropout, pooling=model_config.pooling)
+            HEAD_REGISTRY[t.type](t, hidden, dropout=model_config.dropout, pooling=model_config.pooling)
             for t in task_configs
         )
 
-    def task_index(self, task_id: Union[int, str]) -> int:
+    def task_index(self, task_id: int | str) -> int:
         if isinstance(task_id, str):
             if task_id not in self.task_names:
                 raise KeyError(f"unknown task {task_id!r}; tasks are {self.task_names}")
@@ -181,9 +181,9 @@ class MultiTaskModel(nn.Module):
             raise IndexError(f"task_id {task_id} out of range for {len(self.tasks)} tasks")
         return int(task_id)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                task_id: Union[int, str] = 0, labels: Any = None, token_type_ids: Optional[torch.Tensor] = None,
-                **kwargs: Any) -> Dict[str, Any]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                task_id: int | str = 0, labels: Any = None, token_type_ids: torch.Tensor | None = None,
+                **kwargs: Any) -> dict[str, Any]:
         """Encode and run task ``task_id`` (index or name). Returns ``{"loss", "logits": {head: ...}}``."""
         enc_kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:

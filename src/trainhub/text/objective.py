@@ -2,13 +2,15 @@
 
 Metric keys (upstream's names): ``eval_<task>_loss``, ``eval_<task>_<head>_<metric>``, plus
 ``eval_loss`` (mean of the task losses, so the default ``metric_for_best_model`` exists) and
-``eval_overall_f1`` (mean of every head's ``f1``, whenever some head has one).
+``eval_overall_f1`` (mean of every head's ``f1``, whenever some head has one). Each task's kind
+(:mod:`trainhub.text.kinds`) names its ``<metric>`` keys and says which way they improve; the key
+list and directions here are derived from those declarations.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -16,41 +18,35 @@ from torch import nn
 
 from trainhub.engine.task import StepOutput
 from trainhub.text.config import TaskConfig
-from trainhub.text.metrics import (
-    IGNORE_INDEX,
-    compute_classification_metrics,
-    compute_multi_label_metrics,
-    compute_ner_metrics,
-    compute_regression_metrics,
-)
+from trainhub.text.kinds import kind_for
 
-__all__ = ["MultiTaskObjective", "metric_names_for", "expected_metric_keys"]
-
-_METRICS = {
-    "single_label_classification": ("accuracy", "precision", "recall", "f1", "macro_precision", "macro_recall",
-                                    "macro_f1"),
-    "multi_label_classification": ("accuracy", "precision", "recall", "f1", "macro_f1"),
-    "ner": ("accuracy", "precision", "recall", "f1"),
-    "regression": ("mse", "rmse", "mae"),
-}
+__all__ = ["MultiTaskObjective", "metric_names_for", "expected_metric_keys", "metric_directions"]
 
 
-def metric_names_for(task_type: str) -> Tuple[str, ...]:
-    return _METRICS[task_type]
+def metric_names_for(task_type: str) -> tuple[str, ...]:
+    return kind_for(task_type).metric_names
 
 
-def expected_metric_keys(tasks: Sequence[TaskConfig], prefix: str = "eval_") -> List[str]:
-    """Every key ``compute_metrics`` can return for these tasks (to check ``metric_for_best_model`` early)."""
-    keys = [f"{prefix}loss"]
-    if any(t.type != "regression" for t in tasks):
-        keys.append(f"{prefix}overall_f1")
+def metric_directions(tasks: Sequence[TaskConfig], prefix: str = "eval_") -> dict[str, bool]:
+    """Every key ``compute_metrics`` can return for these tasks -> whether higher is better."""
+    kinds = {t.name: kind_for(t.type) for t in tasks}
+    keys = {f"{prefix}loss": False}
+    if any("f1" in k.metric_names for k in kinds.values()):
+        keys[f"{prefix}overall_f1"] = True
     for t in tasks:
-        keys.append(f"{prefix}{t.name}_loss")
-        keys += [f"{prefix}{t.name}_{h.name}_{m}" for h in t.heads for m in metric_names_for(t.type)]
+        keys[f"{prefix}{t.name}_loss"] = False
+        for h in t.heads:
+            keys.update({f"{prefix}{t.name}_{h.name}_{m}": kinds[t.name].higher_is_better(m)
+                         for m in kinds[t.name].metric_names})
     return keys
 
 
-def _unpack(batch: Any) -> Tuple[str, Dict[str, Any]]:
+def expected_metric_keys(tasks: Sequence[TaskConfig], prefix: str = "eval_") -> list[str]:
+    """Every key ``compute_metrics`` can return for these tasks (to check ``metric_for_best_model`` early)."""
+    return list(metric_directions(tasks, prefix))
+
+
+def _unpack(batch: Any) -> tuple[str, dict[str, Any]]:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], str)):
         raise TypeError("multi-task batches must be (task_name, batch) pairs, as MultiTaskLoader yields")
     return batch[0], batch[1]
@@ -67,21 +63,22 @@ class MultiTaskObjective:
     """
 
     def __init__(self, tasks: Sequence[TaskConfig], prefix: str = "eval_",
-                 extra_labels: Optional[Dict[str, Dict[str, List[str]]]] = None):
+                 extra_labels: dict[str, dict[str, list[str]]] | None = None):
         self.tasks = {t.name: t for t in tasks}
+        self.kinds = {t.name: kind_for(t.type) for t in tasks}
         self.prefix = prefix
         self.extra_labels = {k: dict(v) for k, v in (extra_labels or {}).items()}
-        self._train_loss: Dict[str, List[float]] = {}
+        self._train_loss: dict[str, list[float]] = {}
         self._tokens = [0, 0]  # real (non-padding) and padded tokens this epoch
-        self._epoch_start: Optional[float] = None
+        self._epoch_start: float | None = None
         self._reset_eval()
 
     def _reset_eval(self) -> None:
-        self._loss: Dict[str, List[float]] = {}
-        self._preds: Dict[Tuple[str, str], List[np.ndarray]] = {}
-        self._golds: Dict[Tuple[str, str], List[np.ndarray]] = {}
+        self._loss: dict[str, list[float]] = {}
+        self._preds: dict[tuple[str, str], list[np.ndarray]] = {}
+        self._golds: dict[tuple[str, str], list[np.ndarray]] = {}
 
-    def _forward(self, model: nn.Module, name: str, batch: Dict[str, Any], labels: Any = None) -> Dict[str, Any]:
+    def _forward(self, model: nn.Module, name: str, batch: dict[str, Any], labels: Any = None) -> dict[str, Any]:
         if name not in self.tasks:
             raise KeyError(f"batch for unknown task {name!r}; tasks are {list(self.tasks)}")
         return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), task_id=name,
@@ -95,15 +92,12 @@ class MultiTaskObjective:
         if not extra or not isinstance(labels, dict):
             return labels
         task = self.tasks[name]
+        kind = self.kinds[name]
         out = dict(labels)
         for head in task.heads:
             if head.name not in extra or head.name not in out:
                 continue
-            target, classes = out[head.name], int(head.num_labels or 0)
-            if task.type == "multi_label_classification":
-                out[head.name] = target[:, :classes]
-            else:
-                out[head.name] = torch.where(target >= classes, torch.full_like(target, IGNORE_INDEX), target)
+            out[head.name] = kind.scorable(out[head.name], int(head.num_labels or 0))
         return out
 
     def training_step(self, model: nn.Module, batch: Any) -> StepOutput:
@@ -120,7 +114,7 @@ class MultiTaskObjective:
         stats[1] += n
         return StepOutput(loss=out["loss"], batch_size=n)
 
-    def epoch_logs(self) -> Dict[str, float]:
+    def epoch_logs(self) -> dict[str, float]:
         """Per-task mean training loss of the epoch, real (non-padding) tokens per second from the
         epoch's first step to its end, and the fraction of computed tokens that were padding (then reset)."""
         logs = {f"train_{name}_loss": s / max(n, 1) for name, (s, n) in self._train_loss.items()}
@@ -137,25 +131,12 @@ class MultiTaskObjective:
         out = self._forward(model, name, inner, labels=self._scorable(name, inner.get("labels")))
         n = int(inner["input_ids"].shape[0])
         self._loss.setdefault(name, []).extend([float(out["loss"]) * n, n])
-        task = self.tasks[name]
+        kind = self.kinds[name]
         for head, logits in out["logits"].items():
             gold = inner["labels"][head].detach().cpu().numpy()
-            logits = logits.detach().float().cpu()
             key = (name, head)
-            if task.type == "ner":
-                ids = logits.argmax(-1).numpy()  # [B, T]; rows are ragged after trimming
-                for row_pred, row_gold in zip(ids, gold):
-                    keep = row_gold != IGNORE_INDEX
-                    self._preds.setdefault(key, []).append(row_pred[keep])
-                    self._golds.setdefault(key, []).append(row_gold[keep])
-            else:
-                logits = logits.numpy()
-                if task.type == "multi_label_classification" and gold.shape[-1] > logits.shape[-1]:
-                    # labels the head has no output for are never predicted: false negatives
-                    missing = np.full((logits.shape[0], gold.shape[-1] - logits.shape[-1]), -1e9, logits.dtype)
-                    logits = np.concatenate([logits, missing], axis=-1)
-                self._preds.setdefault(key, []).append(logits)
-                self._golds.setdefault(key, []).append(gold)
+            kind.collect(logits.detach().float().cpu(), gold, self._preds.setdefault(key, []),
+                         self._golds.setdefault(key, []))
 
     def sync_metrics(self, gather) -> None:
         """Merge every rank's losses, predictions and labels (rank order) before ``compute_metrics``."""
@@ -169,12 +150,15 @@ class MultiTaskObjective:
             for key, rows in golds.items():
                 self._golds.setdefault(key, []).extend(rows)
 
-    def metric_names(self) -> List[str]:
+    def metric_names(self) -> list[str]:
         return expected_metric_keys(list(self.tasks.values()), self.prefix)
 
-    def compute_metrics(self) -> Dict[str, float]:
+    def higher_is_better(self, name: str) -> bool | None:
+        return metric_directions(list(self.tasks.values()), self.prefix).get(name)
+
+    def compute_metrics(self) -> dict[str, float]:
         p = self.prefix
-        metrics: Dict[str, float] = {}
+        metrics: dict[str, float] = {}
         task_losses, f1s = [], []
         for name, task in self.tasks.items():
             if name not in self._loss:
@@ -187,17 +171,8 @@ class MultiTaskObjective:
                 key = (name, head.name)
                 if key not in self._preds:
                     continue
-                preds, golds = self._preds[key], self._golds[key]
-                if task.type == "ner":
-                    names = list(head.labels or []) + self.extra_labels.get(name, {}).get(head.name, [])
-                    label_map = dict(enumerate(names))
-                    values = compute_ner_metrics(preds, golds, label_map)
-                elif task.type == "single_label_classification":
-                    values = compute_classification_metrics(np.concatenate(preds), np.concatenate(golds))
-                elif task.type == "multi_label_classification":
-                    values = compute_multi_label_metrics(np.concatenate(preds), np.concatenate(golds), head.threshold)
-                else:
-                    values = compute_regression_metrics(np.concatenate(preds), np.concatenate(golds))
+                names = list(head.labels or []) + self.extra_labels.get(name, {}).get(head.name, [])
+                values = self.kinds[name].score(self._preds[key], self._golds[key], head, names)
                 for metric, value in values.items():
                     metrics[f"{p}{name}_{head.name}_{metric}"] = value
                 if "f1" in values:

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 __all__ = [
     "infer_format",
@@ -34,7 +34,7 @@ _EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
 
 
-def infer_format(path: str | Path, forced: Optional[str] = None) -> str:
+def infer_format(path: str | Path, forced: str | None = None) -> str:
     """Reader name for ``path``: the forced one, else from the extension."""
     if forced:
         return forced
@@ -45,7 +45,7 @@ def infer_format(path: str | Path, forced: Optional[str] = None) -> str:
     return _EXTENSIONS[suffix]
 
 
-def read_jsonl(path: str | Path) -> List[Dict[str, Any]]:
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """One JSON object per line; blank lines are skipped (upstream samples start with one)."""
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -63,7 +63,7 @@ def read_jsonl(path: str | Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def read_json(path: str | Path) -> List[Dict[str, Any]]:
+def read_json(path: str | Path) -> list[dict[str, Any]]:
     """A JSON array of objects (``.json``)."""
     with open(path, encoding="utf-8") as fh:
         try:
@@ -80,7 +80,7 @@ def read_json(path: str | Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def read_delimited(path: str | Path, delimiter: str = ",") -> List[Dict[str, Any]]:
+def read_delimited(path: str | Path, delimiter: str = ",") -> list[dict[str, Any]]:
     """CSV or TSV with a header row. TSV is read without quote handling (tweets hold stray quotes)."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     rows = []
@@ -98,18 +98,18 @@ def read_delimited(path: str | Path, delimiter: str = ",") -> List[Dict[str, Any
     return rows
 
 
-def read_conll(path: str | Path) -> List[Dict[str, Any]]:
+def read_conll(path: str | Path) -> list[dict[str, Any]]:
     """``token TAG`` lines (whitespace-separated, tag last), a blank line between sentences.
     ``-DOCSTART-`` lines are skipped. Returns ``{"words", "tags", "_row"}`` per sentence.
 
     Every token line must have as many columns as the file's first one (``token TAG``, or e.g.
     CoNLL-2003's ``token POS CHUNK TAG``): a stray extra column would otherwise become the tag.
     """
-    rows: List[Dict[str, Any]] = []
-    words: List[str] = []
-    tags: List[str] = []
+    rows: list[dict[str, Any]] = []
+    words: list[str] = []
+    tags: list[str] = []
     start = 1
-    width: Optional[Tuple[int, int]] = None  # (columns, line that set them)
+    width: tuple[int, int] | None = None  # (columns, line that set them)
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             parts = line.split()
@@ -135,7 +135,7 @@ def read_conll(path: str | Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def read_rows(path: str | Path, fmt: Optional[str] = None) -> List[Dict[str, Any]]:
+def read_rows(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]]:
     """Read any supported file into row dicts."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -149,14 +149,14 @@ def read_rows(path: str | Path, fmt: Optional[str] = None) -> List[Dict[str, Any
     return read_conll(path)
 
 
-def split_words(text: str) -> List[Tuple[str, int, int]]:
+def split_words(text: str) -> list[tuple[str, int, int]]:
     """``(word, start, end)`` for each word of ``text`` (end exclusive)."""
     return [(m.group(), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
 
 
 def char_spans_to_iob2(
-    text: str, entities: List[Dict[str, Any]], where: str = "<text>"
-) -> Tuple[List[str], List[str], List[Tuple[int, int]]]:
+    text: str, entities: list[dict[str, Any]], where: str = "<text>"
+) -> tuple[list[str], list[str], list[tuple[int, int]]]:
     """Convert character-span entities (``start``, ``end`` exclusive, ``label``) to IOB2 word tags.
 
     A span that does not fall on word boundaries (the upstream sample files have such rows) keeps

@@ -16,7 +16,7 @@ loader's batch sampler, so each epoch's order depends only on the seed and the e
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Iterator, List, Mapping, Tuple
+from typing import Any, Iterator, Mapping
 
 __all__ = ["MultiTaskLoader", "SequentialTaskLoader", "SAMPLING_STRATEGIES"]
 
@@ -63,12 +63,12 @@ class MultiTaskLoader:
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Task-sampling state for ``last.ckpt``: the draws of an epoch depend on these alone."""
         return {"strategy": self.strategy, "temperature": self.temperature, "seed": self.seed, "epoch": self._epoch,
                 "batches": {name: len(dl) for name, dl in self.loaders.items()}}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`; a checkpoint of another sampling setup is an error, as
         the resumed run would silently see other batches than the run it continues."""
         mine = self.state_dict()
@@ -79,7 +79,7 @@ class MultiTaskLoader:
             raise ValueError(f"the checkpoint's task sampling differs from this run's ({detail})")
         self.set_epoch(int(state["epoch"]))
 
-    def __iter__(self) -> Iterator[Tuple[str, Any]]:
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
         rng = random.Random(self.seed + self._epoch)
         self._epoch += 1
         if self.strategy == "round_robin":
@@ -88,7 +88,7 @@ class MultiTaskLoader:
             return self._proportional(rng)
         return self._temperature(rng)
 
-    def _round_robin(self) -> Iterator[Tuple[str, Any]]:
+    def _round_robin(self) -> Iterator[tuple[str, Any]]:
         iterators = {name: iter(dl) for name, dl in self.loaders.items()}
         while iterators:
             for name in list(iterators):
@@ -99,7 +99,7 @@ class MultiTaskLoader:
                     continue
                 yield name, batch
 
-    def _proportional(self, rng: random.Random) -> Iterator[Tuple[str, Any]]:
+    def _proportional(self, rng: random.Random) -> Iterator[tuple[str, Any]]:
         iterators = {name: iter(dl) for name, dl in self.loaders.items()}
         remaining = {name: len(dl) for name, dl in self.loaders.items()}
         while remaining:
@@ -115,15 +115,15 @@ class MultiTaskLoader:
                 del remaining[name]
             yield name, batch
 
-    def task_probabilities(self) -> Dict[str, float]:
+    def task_probabilities(self) -> dict[str, float]:
         """Per-task draw probabilities of the ``temperature`` strategy."""
         weights = {n: len(dl) ** (1.0 / self.temperature) for n, dl in self.loaders.items()}
         total = sum(weights.values())
         return {n: w / total for n, w in weights.items()}
 
-    def _temperature(self, rng: random.Random) -> Iterator[Tuple[str, Any]]:
+    def _temperature(self, rng: random.Random) -> Iterator[tuple[str, Any]]:
         probs = self.task_probabilities()
-        names: List[str] = list(probs)
+        names: list[str] = list(probs)
         iterators = {name: iter(dl) for name, dl in self.loaders.items()}
         for _ in range(len(self)):
             name = rng.choices(names, weights=[probs[n] for n in names])[0]
@@ -144,7 +144,7 @@ class SequentialTaskLoader:
     def __len__(self) -> int:
         return sum(len(dl) for dl in self.loaders.values())
 
-    def __iter__(self) -> Iterator[Tuple[str, Any]]:
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
         for name, dl in self.loaders.items():
             for batch in dl:
                 yield name, batch

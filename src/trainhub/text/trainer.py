@@ -14,20 +14,21 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
-from trainhub.engine.checkpoint import remove_run_files
+from trainhub.engine.keys import EPOCH_LOSS, STEP_LOSS, VAL, task_key
 from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
+from trainhub.files import remove_run_files
 from trainhub.logging import MultiLogger, flatten_params
 from trainhub.text.bucketing import LengthGroupedBatchSampler, RandomBatchSampler
 from trainhub.text.checkpoint import TextCheckpointer
-from trainhub.text.config import ExperimentConfig, load_experiment_config, save_experiment_config
+from trainhub.text.config import ExperimentConfig, load_experiment_config, save_experiment_config, save_label_maps
 from trainhub.text.objective import MultiTaskObjective, expected_metric_keys
-from trainhub.text.processing import DataProcessor, TaskCollator, save_label_maps
+from trainhub.text.processing import DataProcessor, TaskCollator
 from trainhub.text.sampling import MultiTaskLoader, SequentialTaskLoader
 
 __all__ = ["Trainer", "linear_warmup_schedule"]
@@ -56,19 +57,19 @@ class _RenamedLogger:
 
     @staticmethod
     def rename(key: str) -> str:
-        if key == "train/step_loss":
+        if key == STEP_LOSS:
             return "train_loss"
-        if key == "train/loss":
+        if key == EPOCH_LOSS:
             return "train_epoch_loss"
-        return key[len("val/"):] if key.startswith("val/") else key.replace("/", "_")
+        return task_key(key) if key.startswith(VAL) else key.replace("/", "_")
 
-    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.inner.log_metrics({self.rename(k): v for k, v in metrics.items()}, step)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return self.inner.state_dict()
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state)
 
 
@@ -81,6 +82,8 @@ class Trainer:
         tokenizer: its tokenizer (saved with the best checkpoint; gives the pad id).
         train_datasets / eval_datasets: ``{task_name: dataset}`` of encoded rows.
         test_datasets: optional, for ``evaluate(test=True)``.
+        callbacks: objects with any of the engine loop's events (``on_epoch_end(state, logs)``,
+            ``on_validation_end(state, metrics)``, ...; see :mod:`trainhub.engine.callbacks`).
 
     Under ``torchrun`` the per-task loaders are sharded across ranks (training shards of equal
     length, evaluation shards covering each row once), metrics cover every rank's rows and are
@@ -93,9 +96,11 @@ class Trainer:
         fit_result: what the last ``train()`` returned.
     """
 
-    def __init__(self, config: ExperimentConfig, model: Any, tokenizer: Any, train_datasets: Dict[str, Any],
-                 eval_datasets: Dict[str, Any], test_datasets: Optional[Dict[str, Any]] = None):
+    def __init__(self, config: ExperimentConfig, model: Any, tokenizer: Any, train_datasets: dict[str, Any],
+                 eval_datasets: dict[str, Any], test_datasets: dict[str, Any] | None = None, *,
+                 callbacks: Sequence[Any] = ()):
         self.config = config
+        self.callbacks = list(callbacks)
         self.training = config.training
         check_output_dir(self.training.output_dir, "training.output_dir")  # before the loggers write there
         # Each batch trains one task's heads only: DDP must not wait for the other heads' gradients.
@@ -112,21 +117,23 @@ class Trainer:
         extra = {name: ds.extra_labels for name, ds in held_out.items() if getattr(ds, "extra_labels", None)}
         self.objective = MultiTaskObjective(config.tasks, extra_labels=extra)
         self.output_dir = Path(self.training.output_dir)
-        self.fit_result: Optional[FitResult] = None
+        self.fit_result: FitResult | None = None
         self._closed = False
-        self.logger: Optional[MultiLogger] = None
+        self.logger: MultiLogger | None = None
         if self.eval_dataloaders and self.training.eval_strategy != "no":
             self._check_monitor()  # before the loggers write anything
         self._init_logger()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: Union[str, Path, ExperimentConfig], overrides: Sequence[str] = ()) -> "Trainer":
+    def from_config(cls, config: str | Path | ExperimentConfig, overrides: Sequence[str] = (), *,
+                    callbacks: Sequence[Any] = ()) -> "Trainer":
         """Build tokenizer, datasets (labels discovered) and model from a YAML path or config.
 
         Args:
             config: YAML path or :class:`ExperimentConfig`.
             overrides: ``key.sub=value`` strings applied before validation.
+            callbacks: passed to the trainer (see the class).
         """
         from trainhub.text.model import MultiTaskModel, load_tokenizer
 
@@ -139,7 +146,7 @@ class Trainer:
         model = MultiTaskModel(model_config=cfg.model, task_configs=cfg.tasks)
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
-        return cls(cfg, model, tokenizer, train, evals, test_datasets=processor.test_datasets)
+        return cls(cfg, model, tokenizer, train, evals, test_datasets=processor.test_datasets, callbacks=callbacks)
 
     def _pad_id(self) -> int:
         pad = self.config.tokenizer.pad_token_id
@@ -147,7 +154,7 @@ class Trainer:
             pad = getattr(self.tokenizer, "pad_token_id", None)
         return int(pad) if isinstance(pad, int) else 0
 
-    def _create_dataloaders(self, datasets: Dict[str, Any], is_eval: bool) -> Dict[str, DataLoader]:
+    def _create_dataloaders(self, datasets: dict[str, Any], is_eval: bool) -> dict[str, DataLoader]:
         """One loader per task, with the task's collate (train loaders shuffle per seed and epoch)."""
         loaders = {}
         pad_to = self.config.tokenizer.max_length if self.config.tokenizer.padding == "max_length" else None
@@ -179,7 +186,7 @@ class Trainer:
                                              **self._rank_share())
         return RandomBatchSampler(len(dataset), batch_size, seed, **self._rank_share())
 
-    def _rank_share(self) -> Dict[str, int]:
+    def _rank_share(self) -> dict[str, int]:
         return {"rank": self.runtime.rank, "world_size": self.runtime.world_size}
 
     def _init_logger(self) -> None:
@@ -223,7 +230,7 @@ class Trainer:
         warmup = self.training.warmup_for(num_training_steps)
         return optimizer, linear_warmup_schedule(optimizer, warmup, num_training_steps)
 
-    def _log_metrics(self, metrics: Dict[str, float], step: int, prefix: str = "") -> None:
+    def _log_metrics(self, metrics: dict[str, float], step: int, prefix: str = "") -> None:
         if self.logger is not None and not self._closed:
             self.logger.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step)
 
@@ -233,7 +240,7 @@ class Trainer:
             raise ValueError(f"training.metric_for_best_model {self.training.metric_for_best_model!r} is not a "
                              f"metric this run produces; choose one of {keys}")
 
-    def _checkpointer(self) -> Optional[TextCheckpointer]:
+    def _checkpointer(self) -> TextCheckpointer | None:
         """Best model folder and ``last.ckpt`` (none with ``save_strategy: no``)."""
         if self.training.save_strategy == "no":
             return None
@@ -294,9 +301,12 @@ class Trainer:
         )
         stopper = None
         if val_loader is not None:
-            # Without patience there is no stopping, but the best checkpoint is still kept (B.8 item 4).
+            # Without patience there is no stopping, but the best checkpoint is still kept (upstream
+            # saved a best model only when a patience was set).
             patience = tr.early_stopping_patience or 10**9
-            stopper = EarlyStopping(tr.metric_for_best_model, tr.metric_mode(), patience=patience)
+            # greater_is_better overrides; otherwise the objective declares the metric's direction.
+            mode = tr.metric_mode() if tr.greater_is_better is not None else None
+            stopper = EarlyStopping(tr.metric_for_best_model, mode, patience=patience)
         checkpointer = self._checkpointer()
         if self.runtime.is_main:
             save_experiment_config(self.config, self.output_dir / "experiment_config.yaml")
@@ -304,7 +314,7 @@ class Trainer:
         self.fit_result = fit(
             self.model, self.objective, optimizer, train_loader, val_loader, config=fit_config, scheduler=scheduler,
             runtime=self.runtime, logger=_RenamedLogger(self.logger) if self.logger is not None else None,
-            stopper=stopper, checkpointer=checkpointer,
+            stopper=stopper, checkpointer=checkpointer, callbacks=self.callbacks,
         )
         if self.logger is not None:
             self.logger.log_artifact(str(self.output_dir / "experiment_config.yaml"))
@@ -312,7 +322,7 @@ class Trainer:
                 self.logger.log_artifact(str(checkpointer.best_dir))
         return self.fit_result
 
-    def evaluate(self, test: bool = False) -> Dict[str, float]:
+    def evaluate(self, test: bool = False) -> dict[str, float]:
         """Metrics over the eval (or, with ``test=True``, the test) datasets.
 
         Returns:
@@ -329,7 +339,7 @@ class Trainer:
             self._log_metrics({"test_" + k[len("eval_"):]: v for k, v in metrics.items()}, step)
         return metrics
 
-    def save_model(self, folder: Union[str, Path, None] = None) -> Path:
+    def save_model(self, folder: str | Path | None = None) -> Path:
         """Write the current weights as a reloadable folder (default ``<output_dir>/final_model``);
         under torchrun only rank 0 writes (the weights are the same on every rank)."""
         from trainhub.text.checkpoint import save_model_folder

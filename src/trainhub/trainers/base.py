@@ -25,8 +25,11 @@ from trainhub.engine import (
     train_epoch,
     unwrap_model,
 )
-from trainhub.engine.checkpoint import plain_state_dict, remove_run_files
+from trainhub.engine.checkpoint import plain_state_dict
 from trainhub.engine.loop import check_monitor
+from trainhub.engine.stopping import monitor_mode
+from trainhub.engine.task import custom_backward
+from trainhub.files import remove_run_files
 from trainhub.logging import build_logger
 from trainhub.models.summary import model_summary
 from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
@@ -39,7 +42,8 @@ DEFAULT_OPTIMIZER_PARAMS = {"lr": 1e-3, "weight_decay": 1e-5}
 
 
 class RecTrainer:
-    """Shared trainer body. Subclasses set ``self.task`` and the early-stopping monitor.
+    """Shared trainer body. Subclasses set ``self.task`` (before calling this ``__init__``) and the
+    early-stopping monitor.
 
     Beyond Torch-RecHub's parameters every trainer takes, as keywords:
         seed: seed everything before training. The model's initial weights were drawn when it
@@ -47,7 +51,8 @@ class RecTrainer:
             so when nothing was seeded).
         loggers: extra loggers by name (``"csv"``, ``"tensorboard"``, ``"mlflow"``) or object;
             their files go to ``log_dir`` (default ``<model_path>/logs``).
-        earlystop_monitor / earlystop_mode: any validation metric and its direction.
+        earlystop_monitor / earlystop_mode: any validation metric and its direction (by default
+            the direction the task declares for that metric; ``"max"`` for one it does not know).
         max_grad_norm: gradient clipping.
         resume: ``True`` continues from ``<model_path>/last.ckpt`` (an error when it is missing),
             ``"auto"`` continues when it exists. Without resume, a run replaces the files an
@@ -87,7 +92,7 @@ class RecTrainer:
         model_logger: Any = None,
         *,
         earlystop_monitor: str = "auc",
-        earlystop_mode: str = "max",
+        earlystop_mode: str | None = None,
         seed: int | None = None,
         loggers: Iterable[Any] | str | None = None,
         log_dir: str | None = None,
@@ -115,7 +120,9 @@ class RecTrainer:
         self.scheduler = scheduler_fn(self.optimizer, **(scheduler_params or {})) if scheduler_fn else None
         self.n_epoch = n_epoch
         self.earlystop_patience = earlystop_patience
-        self.early_stopper = EarlyStopping(earlystop_monitor, earlystop_mode, patience=earlystop_patience)
+        # The direction is the task's declaration for the monitored metric unless given.
+        mode = earlystop_mode or monitor_mode(getattr(self, "task", None), earlystop_monitor)
+        self.early_stopper = EarlyStopping(earlystop_monitor, mode, patience=earlystop_patience)
         self.model_path = Path(model_path)
         self.checkpointer = Checkpointer(self.model_path, save_last=save_last)
         self.config = FitConfig(max_epochs=n_epoch, max_grad_norm=max_grad_norm, resume=resume, progress=progress,
@@ -136,8 +143,7 @@ class RecTrainer:
             log.info("%s has no row-wise form: embedding tables take dense updates",
                      getattr(self.optimizer_fn, "__name__", self.optimizer_fn))
             return False
-        task = getattr(self, "task", None)
-        if task is not None and getattr(task, "backward", None) is not None:
+        if custom_backward(getattr(self, "task", None)) is not None:
             return False  # the strategy computes per-task gradients of every parameter itself
         return not self.runtime.data_parallel  # DataParallel's replicas reduce gradients densely
 

@@ -57,8 +57,8 @@ class CTRTrainer(RecTrainer):
         model_logger: Any = None,
         **kwargs: Any,
     ):
-        super().__init__(model, optimizer_fn, optimizer_params, scheduler_fn, scheduler_params, n_epoch,
-                         earlystop_patience, device, gpus, model_path, model_logger, **kwargs)
         self.loss_mode = loss_mode
         self.regularization = Regularization(regularization_params)
         self.task = CTRTask(loss_mode=loss_mode, regularization=self.regularization)
+        super().__init__(model, optimizer_fn, optimizer_params, scheduler_fn, scheduler_params, n_epoch,
+                         earlystop_patience, device, gpus, model_path, model_logger, **kwargs)

@@ -79,12 +79,12 @@ class MatchTrainer(RecTrainer):
         if in_batch_neg:
             InBatchNegatives.check_model(model)
             negatives = InBatchNegatives(in_batch_neg_ratio, hard=hard_negative, seed=sampler_seed)
-        super().__init__(model, optimizer_fn, optimizer_params, scheduler_fn, scheduler_params, n_epoch,
-                         earlystop_patience, device, gpus, model_path, model_logger, **kwargs)
         self.mode = mode
         self.in_batch_neg = in_batch_neg
         self.regularization = Regularization(regularization_params)
         self.task = MatchTask(objective, negatives, regularization=self.regularization)
+        super().__init__(model, optimizer_fn, optimizer_params, scheduler_fn, scheduler_params, n_epoch,
+                         earlystop_patience, device, gpus, model_path, model_logger, **kwargs)
 
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "mode": self.mode, "in_batch_neg": self.in_batch_neg}

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from trainhub.engine import seed_everything
+from trainhub.engine.keys import TRAIN, VAL
 from trainhub.optim import build_optimizer
 from trainhub.tasks import MTLTask, Regularization, build_weighting
 from trainhub.trainers.base import DEFAULT_OPTIMIZER_PARAMS, RecTrainer
@@ -77,9 +77,8 @@ class MTLTrainer(RecTrainer):
         if not 0 <= earlystop_taskid < self.task.num_tasks:
             raise ValueError(f"earlystop_taskid {earlystop_taskid} is not a task index (0..{self.task.num_tasks - 1})")
         self.earlystop_taskid = earlystop_taskid
-        is_cls = self.task_types[earlystop_taskid] == "classification"
         kwargs.setdefault("earlystop_monitor", self.task.metric_name(earlystop_taskid))
-        kwargs["earlystop_mode"] = earlystop_mode or ("max" if is_cls else "min")
+        kwargs["earlystop_mode"] = earlystop_mode  # None: the task's declaration (AUC up, MSE down)
         lr = (optimizer_params if optimizer_params is not None else DEFAULT_OPTIMIZER_PARAMS).get("lr")
         self.adaptive_params = adaptive_params
         self.weighting = build_weighting(adaptive_params, default_lr=lr)
@@ -119,12 +118,12 @@ class MTLTrainer(RecTrainer):
             val_score_{n-1}]`` per epoch (no scores without validation data). The full
             per-epoch dicts are in ``self.fit_result.history``.
         """
-        seed_everything(seed + self.runtime.rank)  # own dropout streams per rank; seed as given in one process
+        self.runtime.seed_process(seed)
         self.model_filename = f"model_{mode}_{seed}.pth"
         result = super().fit(train_dataloader, val_dataloader)
-        names = self.task.task_names
-        metrics = [f"val/{self.task.metric_name(i)}" for i in range(self.task.num_tasks)]
-        return [[h[f"train/{n}_loss"] for n in names] + [h[m] for m in metrics if m in h] for h in result.history]
+        losses = [f"{TRAIN}{n}_loss" for n in self.task.task_names]
+        metrics = [f"{VAL}{self.task.metric_name(i)}" for i in range(self.task.num_tasks)]
+        return [[h[k] for k in losses] + [h[m] for m in metrics if m in h] for h in result.history]
 
     def evaluate(self, model: nn.Module, data_loader: Iterable) -> list[float]:
         """One validation score per task, in task order: AUC (classification) or MSE (regression)."""

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trainhub.models import toy
-from trainhub.models.multitask.base import MultiTaskModel, hidden_mlp, tower
+from trainhub.models.multitask.base import MultiTaskRecModel, hidden_mlp, tower
 from trainhub.models.registry import register_model
 from trainhub.nn import MLP, EmbeddingCollection
 
@@ -41,7 +41,7 @@ class TransferAttention(nn.Module):
 
 
 @register_model("multitask", _example)
-class AITM(MultiTaskModel):
+class AITM(MultiTaskRecModel):
     """Adaptive Information Transfer Multi-task model (binary tasks in funnel order).
 
     Args:

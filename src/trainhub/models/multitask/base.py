@@ -11,7 +11,7 @@ are raw predictions. Beyond ``forward`` a model declares, by duck typing (never 
 * ``last_shared_parameters()``: the weights of the last shared layer (GradNorm measures per-task
   gradient norms there).
 
-:class:`MultiTaskModel` gives these defaults and helpers; the concrete models fill them in.
+:class:`MultiTaskRecModel` gives these defaults and helpers; the concrete models fill them in.
 """
 
 from __future__ import annotations
@@ -22,21 +22,15 @@ import torch
 from torch import nn
 
 from trainhub.nn import MLP
+from trainhub.output_kinds import output_kinds
 
-__all__ = ["MultiTaskModel", "check_task_types", "last_linear_weight", "tower", "unique_parameters"]
-
-TASK_TYPES = ("classification", "regression")
-
+__all__ = ["MultiTaskRecModel", "check_task_types", "last_linear_weight", "tower", "unique_parameters"]
 
 def check_task_types(task_types: Sequence[str]) -> list[str]:
-    """Return ``task_types`` as a list, or raise naming the bad entry."""
-    task_types = list(task_types)
-    if not task_types:
-        raise ValueError("task_types is empty; give one of 'classification'/'regression' per task")
-    for i, t in enumerate(task_types):
-        if t not in TASK_TYPES:
-            raise ValueError(f"task_types[{i}] is {t!r}; each entry must be 'classification' or 'regression'")
-    return task_types
+    """Return ``task_types`` as a list, or raise naming the bad entry (the check of
+    :func:`trainhub.output_kinds.output_kinds`, shared with the task and the trainer)."""
+    output_kinds(task_types)
+    return list(task_types)
 
 
 def unique_parameters(groups: Iterable[Iterable[nn.Parameter]]) -> list[nn.Parameter]:
@@ -74,7 +68,7 @@ def tower(input_dim: int, params: dict) -> MLP:
     return MLP(input_dim, output_layer=True, **params)
 
 
-class MultiTaskModel(nn.Module):
+class MultiTaskRecModel(nn.Module):
     """Base of the multi-task models: defaults for the declarations the task reads.
 
     Subclasses set ``self.embedding`` and override :meth:`shared_modules` and

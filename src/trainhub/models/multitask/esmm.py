@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from trainhub.models import toy
-from trainhub.models.multitask.base import MultiTaskModel, tower
+from trainhub.models.multitask.base import MultiTaskRecModel, tower
 from trainhub.models.registry import register_model
 from trainhub.nn import EmbeddingCollection
 
@@ -50,7 +50,7 @@ def product_logit(logit_a: torch.Tensor, logit_b: torch.Tensor) -> torch.Tensor:
 
 
 @register_model("multitask", _example)
-class ESMM(MultiTaskModel):
+class ESMM(MultiTaskRecModel):
     """ESMM.
 
     Args:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from trainhub.models import toy
-from trainhub.models.multitask.base import MultiTaskModel, check_task_types, hidden_mlp, last_linear_weight, tower
+from trainhub.models.multitask.base import MultiTaskRecModel, check_task_types, hidden_mlp, last_linear_weight, tower
 from trainhub.models.registry import register_model
 from trainhub.nn import EmbeddingCollection
 
@@ -53,7 +53,7 @@ class CGCLevel(nn.Module):
 
 
 @register_model("multitask", _example)
-class PLE(MultiTaskModel):
+class PLE(MultiTaskRecModel):
     """Progressive Layered Extraction.
 
     Args:

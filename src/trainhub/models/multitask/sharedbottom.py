@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from trainhub.models import toy
-from trainhub.models.multitask.base import MultiTaskModel, check_task_types, hidden_mlp, last_linear_weight, tower
+from trainhub.models.multitask.base import MultiTaskRecModel, check_task_types, hidden_mlp, last_linear_weight, tower
 from trainhub.models.registry import register_model
 from trainhub.nn import EmbeddingCollection
 
@@ -21,7 +21,7 @@ def _example():
 
 
 @register_model("multitask", _example)
-class SharedBottom(MultiTaskModel):
+class SharedBottom(MultiTaskRecModel):
     """Shared-Bottom.
 
     Args:

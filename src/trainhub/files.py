@@ -1,0 +1,111 @@
+"""Atomic file writes, below every other module (the engine, data, logging and text all write files).
+
+* Every write lands in a temporary file in the same folder, is fsynced, then renamed over the
+  target, so a crash mid-write leaves the previous file intact. A temporary file left by a
+  process killed mid-write is removed by the next write of the same target.
+* Files are created with the process umask (``0644`` under the usual ``022``), like any other
+  file the user writes, so a serving process or another user sharing the folder can read them.
+
+This module imports nothing from trainhub, so any layer may use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["atomic_write", "write_text_atomic", "remove_stale_temps", "remove_run_files"]
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    # ".<name>.<pid>.<hex>.tmp" (and the older ".<name>.<random>.tmp" of tempfile.mkstemp)
+    return re.compile(rf"^\.{re.escape(name)}\.(\d+\.)?[0-9A-Za-z_]+\.tmp$")
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of ``path`` left behind by a writer that was killed mid-write."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = _temp_pattern(path.name)
+    removed = []
+    for entry in path.parent.iterdir():
+        if pattern.match(entry.name):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:  # make the rename itself durable; not every platform can open a folder
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
+
+    The temporary file is created with mode ``0666`` minus the process umask (``tempfile``'s
+    ``0600`` would make checkpoints unreadable to anyone but their writer).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = tmp.stat().st_mode & 0o777  # 0666 minus the umask, read without touching the umask
+    try:
+        write(str(tmp))
+        if tmp.stat().st_mode & 0o777 != mode:  # some writers (safetensors) recreate the file as 0600
+            os.chmod(tmp, mode)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file (JSON, YAML) atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def remove_run_files(paths: list[Path], folder: Path) -> list[Path]:
+    """Delete the files (and folders) of an earlier run that a new run in ``folder`` replaces,
+    with one warning naming them; returns what was removed."""
+    removed = []
+    for path in paths:
+        remove_stale_temps(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.exists():
+            path.unlink()
+            removed.append(path)
+    if removed:
+        names = ", ".join(str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p) for p in removed)
+        log.warning(
+            "%s held files of an earlier run (%s); a new run (resume off) replaces them, so they were removed. "
+            "Use another folder to keep both runs, or resume to continue the earlier one", folder, names)
+    return removed

@@ -1,0 +1,69 @@
+"""Atomic writes: the target appears whole or not at all, readable by others, stale temps cleared."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, write_text_atomic
+
+
+def test_write_text_atomic_replaces_the_file_whole(tmp_path):
+    target = tmp_path / "sub" / "meta.json"
+    write_text_atomic(target, "one")
+    write_text_atomic(target, "two")
+    assert target.read_text(encoding="utf-8") == "two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["meta.json"]
+
+
+def test_a_failed_write_leaves_no_temp_and_the_old_file(tmp_path):
+    target = tmp_path / "a.txt"
+    write_text_atomic(target, "kept")
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_text() == "kept"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_files_get_the_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "x.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_stale_temps_of_a_killed_writer_are_removed(tmp_path):
+    target = tmp_path / "w.safetensors"
+    stale = tmp_path / f".w.safetensors.{os.getpid()}.ab12cd34.tmp"
+    stale.write_bytes(b"partial")
+    other = tmp_path / ".other.123.ab12cd34.tmp"
+    other.write_bytes(b"not ours")
+    assert remove_stale_temps(target) == [stale]
+    assert not stale.exists() and other.exists()
+    assert remove_stale_temps(tmp_path / "missing" / "x") == []
+
+
+def test_remove_run_files_deletes_files_and_folders_and_names_them(tmp_path, caplog):
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "w.bin").write_bytes(b"w")
+    (tmp_path / "last.ckpt").write_bytes(b"s")
+    with caplog.at_level(logging.WARNING, logger="trainhub.files"):
+        removed = remove_run_files([tmp_path / "best", tmp_path / "last.ckpt", tmp_path / "absent"], tmp_path)
+    assert removed == [tmp_path / "best", tmp_path / "last.ckpt"]
+    assert list(tmp_path.iterdir()) == []
+    assert "best, last.ckpt" in caplog.text
+
+
+def test_the_old_import_path_still_works():
+    from trainhub.engine import checkpoint
+
+    assert checkpoint.atomic_write is atomic_write and checkpoint.write_text_atomic is write_text_atomic
