@@ -40,7 +40,7 @@ CASES = {  # name -> what the table says
     "deepfm_3ep": "DeepFM, 3 epochs (validation after each), same data",
     "deepfm_1m": "DeepFM, 1 epoch, one 1,000,000-row table among the 26",
     "deepfm_old": "DeepFM, 1 epoch, uniform ids, vocabulary 1,000 per field, batch 1024 (earlier case)",
-    "deepfm_bf16": "`deepfm` with trainhub's opt-in `precision=\"bf16\"` (Torch-RecHub: float32, it has no such option)",
+    "deepfm_bf16": "`deepfm` with trainhub's opt-in `precision=\"bf16\"` (Torch-RecHub: float32, no such option)",
     "mmoe": "MMOE + MTLTrainer, 30 fields (10-10k ids), 2 tasks, batch 1024",
     "dssm": "DSSM + MatchTrainer, list-wise, in-batch negatives, batch 1024",
     "youtubednn": "YoutubeDNN + MatchTrainer, list-wise, in-batch negatives, temperature 1.0, batch 1024",

@@ -4,7 +4,6 @@ checks and masked sequence pooling."""
 from __future__ import annotations
 
 import math
-
 from typing import Mapping, Sequence
 
 import torch
@@ -107,7 +106,8 @@ def _block_slice(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
     if start % width or first.storage_offset() < base.storage_offset():
         return None
     i0 = start // width
-    if i0 + len(parts) > k or any(p.storage_offset() != first.storage_offset() + i * width for i, p in enumerate(parts)):
+    offset = first.storage_offset()
+    if i0 + len(parts) > k or any(p.storage_offset() != offset + i * width for i, p in enumerate(parts)):
         return None
     lead = first.shape[:-1]
     if base.shape[0] * width != k * width * math.prod(lead):

@@ -192,7 +192,8 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
     j = last.to(torch.float32).add_(offset)
     sqrt_bc2 = torch.exp(j * math.log(beta2)).neg_().add_(1).sqrt_()  # sqrt(1 - b2^j)
     c = sqrt_bc2 / torch.exp(j * math.log(beta1)).neg_().add_(1)
-    closed = c.mul_(torch.exp(k.clamp(max=_TABLE_TERMS) * math.log(r)).neg_().add_(1).mul_(r / (1 - r)))  # c r (1 - r^k) / (1 - r)
+    r_k = torch.exp(k.clamp(max=_TABLE_TERMS) * math.log(r))
+    closed = c.mul_(r_k.neg_().add_(1).mul_(r / (1 - r)))  # c r (1 - r^k) / (1 - r)
     factor = torch.where(last < _TABLE_STEPS, from_table, closed)
     eps_scale = sqrt_bc2.mul_(torch.exp(offset * (-0.5 * math.log(beta2))))
     return factor, eps_scale
