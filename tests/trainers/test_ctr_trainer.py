@@ -44,7 +44,7 @@ def test_best_epoch_is_kept_when_later_epochs_get_worse(tmp_path):
     torch.manual_seed(1)
     sparse, dense, (train_dl, val_dl, _) = loaders(n=300, batch_size=16, seed=3)
     model = WideDeep(sparse, sparse + dense, {"dims": [64, 64]})
-    trainer = CTRTrainer(model, optimizer_params={"lr": 0.1, "weight_decay": 0.0}, n_epoch=10,
+    trainer = CTRTrainer(model, optimizer_params={"lr": 0.1, "weight_decay": 0.0}, n_epoch=6,
                          earlystop_patience=50, model_path=tmp_path, progress=False, seed=1)
     result = trainer.fit(train_dl, val_dl)
     val_aucs = [h["val/auc"] for h in result.history]

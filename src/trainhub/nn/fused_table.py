@@ -12,10 +12,27 @@ With ``sparse_grad=False`` the table is an ordinary dense parameter (exact dense
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["FusedTable", "row_sparse_lookup", "sum_rows", "ROWWISE_ATTR", "is_tracing"]
+__all__ = ["FusedTable", "row_sparse_lookup", "sum_rows", "set_row_reader", "ROWWISE_ATTR", "is_tracing"]
+
+# A row reader gives the values a training lookup should see for unique rows [U] of a weight:
+# ``reader(weight, rows) -> [U, D]``, or None to read the weight as it is. Row-wise Adam uses it
+# to apply motion it defers for untouched rows before the forward pass reads them.
+RowReader = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+_row_readers: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def set_row_reader(weight: torch.Tensor, reader: RowReader | None) -> None:
+    """Route training lookups of ``weight`` through ``reader`` (None removes it)."""
+    if reader is None:
+        _row_readers.pop(weight, None)
+    else:
+        _row_readers[weight] = reader
 
 # Parameters marked with this attribute get row-sparse gradients and are updated (and, under
 # torch.distributed, synchronised) by trainhub's row-wise optimizers instead of DDP's reducer.
@@ -46,28 +63,54 @@ def sum_rows(ids: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, tor
     cost of finding the unique rows and scattering with ``index_add_`` (which adds row by row on
     one thread). The order of the additions is fixed by the stable sort, so results repeat exactly.
     """
-    sorted_ids, order = torch.sort(ids, stable=True)
-    rows, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
-    offsets = counts.cumsum(0).sub_(counts)
+    rows, order, offsets = _groups(ids)
     return rows, torch.nn.functional.embedding_bag(order, values, offsets, mode="sum")
 
 
+def _groups(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unique ``ids`` (ascending), the stable sort order, and where each id's run starts in it."""
+    sorted_ids, order = torch.sort(ids, stable=True)
+    rows, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
+    return rows, order, counts.cumsum(0).sub_(counts)
+
+
 class _RowSparseLookup(torch.autograd.Function):
-    """``weight[ids]`` whose gradient is row-sparse (unique rows, summed), not a dense table."""
+    """``weight[ids]`` whose gradient is row-sparse (unique rows, summed), not a dense table.
+
+    With a row reader the unique rows are found in the forward pass (the sort is then reused by
+    the backward) and the output is gathered from the reader's values for them.
+    """
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(ids, frozen)
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None,
+                reader: RowReader | None) -> torch.Tensor:
         ctx.weight_shape = weight.shape
-        return weight.index_select(0, ids)  # [N, D]
+        ctx.grouped = reader is not None
+        if reader is None:
+            ctx.save_for_backward(ids, frozen)
+            return weight.index_select(0, ids)  # [N, D]
+        rows, order, offsets = _groups(ids)
+        ctx.save_for_backward(rows, order, offsets, frozen)
+        values = reader(weight, rows)
+        if values is None:
+            return weight.index_select(0, ids)
+        # each id's position among the unique rows: the run number of its place in the sort
+        run = torch.zeros_like(ids)
+        run[offsets[1:]] = 1
+        inverse = torch.empty_like(ids).index_copy_(0, order, run.cumsum_(0))
+        return values.index_select(0, inverse)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        ids, frozen = ctx.saved_tensors
-        rows, values = sum_rows(ids, grad_out)  # [U], [U, D]
+        if ctx.grouped:
+            rows, order, offsets, frozen = ctx.saved_tensors
+            values = torch.nn.functional.embedding_bag(order, grad_out, offsets, mode="sum")
+        else:
+            ids, frozen = ctx.saved_tensors
+            rows, values = sum_rows(ids, grad_out)  # [U], [U, D]
         if frozen is not None:  # padding rows keep a zero embedding and take no update
             values.masked_fill_(frozen.index_select(0, rows).unsqueeze(1), 0.0)
-        return _sparse_rows(rows, values, ctx.weight_shape), None, None
+        return _sparse_rows(rows, values, ctx.weight_shape), None, None, None
 
 
 def row_sparse_lookup(weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,7 +121,7 @@ def row_sparse_lookup(weight: torch.Tensor, ids: torch.Tensor, frozen: torch.Ten
     if not (torch.is_grad_enabled() and weight.requires_grad) or is_tracing():
         # Inference and tracing take the plain gather: it exports, and there is no gradient to shape.
         return weight.index_select(0, ids)
-    return _RowSparseLookup.apply(weight, ids, frozen)
+    return _RowSparseLookup.apply(weight, ids, frozen, _row_readers.get(weight))
 
 
 class FusedTable(nn.Module):

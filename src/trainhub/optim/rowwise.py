@@ -24,9 +24,12 @@ DDP averages dense gradients, so every process applies the same update.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Iterable
 
 import torch
+
+from trainhub.nn.fused_table import set_row_reader
 
 __all__ = ["RowWiseOptimizer", "RowWiseAdam", "RowWiseAdagrad", "RowWiseSGD", "row_grad", "coalesced"]
 
@@ -199,6 +202,55 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
     return factor, eps_scale
 
 
+_decay_sums: dict[tuple[float, float, str], torch.Tensor] = {}
+_DECAY_CHUNK = 65536  # steps per chunk of the prefix sums: beta2^(-chunk / 2) stays far from overflow
+
+
+def _decay_prefix(beta1: float, beta2: float, upto: int, device: torch.device) -> torch.Tensor:
+    """``Q[t] = sum_{tau <= t} c(tau) beta2^((t - tau) / 2)`` for ``t = 0..upto`` (float64), with
+    ``c(t) = sqrt(1 - beta2^t) / (1 - beta1^t)``; grown in chunks as training goes on."""
+    key = (beta1, beta2, str(device))
+    q = _decay_sums.get(key)
+    if q is None:
+        q = torch.zeros(1, dtype=torch.float64, device=device)
+    half = 0.5 * math.log(beta2)
+    while q.numel() <= upto:
+        start = q.numel()  # first step of the new chunk
+        i = torch.arange(1, _DECAY_CHUNK + 1, dtype=torch.float64, device=device)
+        t = i + (start - 1)
+        c = torch.sqrt(1 - beta2**t) / (1 - beta1**t)
+        # Q[start - 1 + i] = beta2^(i/2) (Q[start - 1] + sum_{j <= i} c_j beta2^(-j/2))
+        grown = torch.exp(i * half) * (q[-1] + torch.cumsum(c * torch.exp(-i * half), 0))
+        q = torch.cat([q, grown])
+    _decay_sums[key] = q
+    return q
+
+
+def _l2_shrink(weights: torch.Tensor, denom: torch.Tensor, last: torch.Tensor, missed: torch.Tensor,
+               upto: int, momentum_sum: torch.Tensor, group: dict, shape: tuple) -> torch.Tensor:
+    """Factor ``[U, ...]`` by which dense Adam's L2 decay shrinks rows over ``missed`` steps with
+    no gradient but ``wd * w``.
+
+    That gradient is small next to the row's past ones (its square does not change ``v``), so
+    the momentum follows ``wd * w`` with a lag and the row shrinks by ``exp(-wd * lr * A / denom)``,
+    ``A = sum_{j=1..k} c(s + j) beta2^(-j/2) (1 - beta1^j)``: the series of :func:`_decay_prefix`
+    less the momentum's series (``momentum_sum``). When the decay gradient dominates ``v``
+    instead (a row with no gradient history), Adam moves a row about ``lr`` per step, so the
+    shrink is capped at ``lr * k``.
+    """
+    (beta1, beta2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+    q = _decay_prefix(beta1, beta2, upto, last.device)  # rows are brought to step ``upto``
+    k = missed.clamp(max=1_000_000)  # beyond that a row has long decayed to zero
+    ahead = q[last + k] * torch.exp(k.to(torch.float64) * (-0.5 * math.log(beta2)))
+    total = (ahead - q[last]).to(torch.float32).sub_(momentum_sum).clamp_(min=0)
+    ratio = torch.exp(total.mul_(-wd * lr).view(shape) / denom)
+    if not group["eps"]:
+        ratio.nan_to_num_(1.0)  # 0 / 0 for a row with no gradient history and no eps
+    # |w| - lr * k, relative to |w| (a zero row stays zero)
+    cap = torch.reciprocal(weights.abs().clamp_(min=1e-30)).mul_(-lr * missed.to(torch.float32).view(shape)).add_(1)
+    return torch.maximum(ratio, cap).clamp_(min=0)
+
+
 def _steps_as_ints(state: dict) -> None:
     # Optimizer.load_state_dict casts state tensors to the parameter's dtype; step numbers are ints.
     if state["last"].dtype != torch.int64:
@@ -226,22 +278,98 @@ class RowWiseAdam(RowWiseOptimizer):
                              f"weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, catch_up=catch_up))
+        # Training lookups read rows caught up to the coming step, as dense Adam's forward pass
+        # would see them; the step reuses that work when its rows are the lookup's.
+        self._read: dict = {}
+        reader = _CaughtUpReader(self)
+        for group in self.param_groups:
+            for p in group["params"]:
+                set_row_reader(p, reader if catch_up else None)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._read = {}
+
+    def load_state_dict(self, state_dict):
+        self._read.clear()
+        super().load_state_dict(state_dict)
+
+    def read_rows(self, p: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+        """Unique rows ``p[rows]`` caught up to the coming step (None: nothing deferred to apply).
+
+        Nothing is written: the step (or :meth:`flush`) applies the same motion, reusing this work
+        when it can (:meth:`_take_read`)."""
+        state = self.state.get(p)
+        group = next((g for g in self.param_groups if any(q is p for q in g["params"])), None)
+        if not state or group is None or not group["catch_up"] or _world_size() > 1:
+            return None  # no step yet; lazy rule; or several processes (their rows are merged)
+        _steps_as_ints(state)
+        step = int(state["step"]) + 1
+        exp_avg, exp_avg_sq = (t.contiguous() for t in _take(state["moments"], rows).unbind(1))
+        weights = _take(p, rows).contiguous()
+        self._catch_up(weights, exp_avg, exp_avg_sq, _take(state["last"], rows), step, group, group["betas"])
+        reads = self._read.get(p)
+        if not reads or reads[0][2] != step or reads[0][1] != p._version or len(reads) >= 4:
+            reads = self._read[p] = []  # only this step's reads of the current weights are kept
+        reads.append((rows, p._version, step, weights, exp_avg, exp_avg_sq))
+        return weights
+
+    def _take_read(self, p: torch.Tensor, rows: torch.Tensor | None, step: int) -> list | None:
+        """The caught-up rows the lookups of this step read, if together they are the step's rows.
+
+        One lookup hands on its rows tensor, which the gradient keeps; several (two towers over one
+        table) are merged in row order when they are disjoint and cover the gradient's rows.
+        Anything else (gradient accumulation, rows also read without a lookup) returns None and the
+        step catches its rows up itself: the reads wrote nothing, so both give the same values.
+        """
+        reads = self._read.pop(p, [])
+        if not reads or rows is None or any(r[1] != p._version or r[2] != step for r in reads):
+            return None
+        if len(reads) == 1:
+            read_rows, values = reads[0][0], reads[0][3:]
+            if (read_rows.data_ptr() == rows.data_ptr() and read_rows.numel() == rows.numel()
+                    and read_rows.device == rows.device):
+                return list(values)
+        merged = torch.cat([r[0] for r in reads])
+        if merged.numel() != rows.numel():
+            return None
+        merged, order = torch.sort(merged)
+        if not torch.equal(merged, rows):
+            return None
+        return [torch.cat([r[i] for r in reads]).index_select(0, order) for i in (3, 4, 5)]
 
     @staticmethod
     def _catch_up(weights: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, last: torch.Tensor,
                   step: int, group: dict, extra_decay: tuple[float, float] = (1.0, 1.0)) -> None:
         """Bring rows from their ``last`` step to ``step - 1`` in place: move ``weights [U, ...]`` as
-        far as dense Adam would have moved them with zero gradients, and decay their moments
-        accordingly (times ``extra_decay``, which lets the coming step fold its own decay in)."""
+        far as dense Adam would have moved them with zero gradients (and, with weight decay, the
+        decay's own gradient), and decay their moments accordingly (times ``extra_decay``, which lets
+        the coming step fold its own decay in)."""
         beta1, beta2 = group["betas"]
+        lr, wd = group["lr"], group["weight_decay"]
         missed = (step - 1) - last  # steps with no gradient in between (0: none)
         shape = (-1,) + (1,) * (weights.dim() - 1)
         factor, eps_scale = _catch_up_factor(last, missed, beta1, beta2)
         denom = exp_avg_sq.sqrt().add_(eps_scale.mul_(group["eps"]).view(shape))
-        weights.addcdiv_(exp_avg * factor.mul_(-group["lr"]).view(shape), denom)
         k = missed.to(torch.float32)
-        exp_avg.mul_(torch.exp(k * math.log(beta1)).mul_(extra_decay[0]).view(shape))
-        exp_avg_sq.mul_(torch.exp(k * math.log(beta2)).mul_(extra_decay[1]).view(shape))
+        decay1 = torch.exp(k * math.log(beta1))  # beta1^k, beta2^k per row
+        decay2 = torch.exp(k * math.log(beta2))
+        l2 = wd and not group["decoupled_weight_decay"]
+        if wd and not l2:
+            # AdamW shrinks every row by (1 - lr * wd) each step, touched or not: exact in closed form.
+            weights.mul_(torch.exp(k * math.log1p(-lr * wd)).view(shape))
+        elif l2:
+            # L2 decay: an untouched row still has the gradient wd * w, which dense Adam follows.
+            shrink = _l2_shrink(weights, denom, last, missed, step - 1, factor, group, shape)
+        weights.addcdiv_(exp_avg * factor.mul(-lr).view(shape), denom)
+        exp_avg.mul_(decay1.mul(extra_decay[0]).view(shape))
+        exp_avg_sq.mul_(decay2.mul(extra_decay[1]).view(shape))
+        if l2:
+            weights.mul_(shrink)
+            # the moments have followed the decay gradient wd * w meanwhile
+            wd_grad = weights * wd
+            exp_avg.addcmul_(wd_grad, decay1.neg_().add_(1).mul_(extra_decay[0]).view(shape))
+            exp_avg_sq.addcmul_(wd_grad.square_(), decay2.neg_().add_(1).mul_(extra_decay[1]).view(shape))
 
     def update_rows(self, p, rows, grad, group, state):
         if not state:
@@ -253,14 +381,20 @@ class RowWiseAdam(RowWiseOptimizer):
         step = int(state["step"])
         beta1, beta2 = group["betas"]
         lr, wd, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
-        gathered = _take(state["moments"], rows)  # [U, 2, D]
-        # contiguous copies: element-wise math (sqrt above all) is several times slower on strided views
-        exp_avg, exp_avg_sq = (t.contiguous() for t in gathered.unbind(1))
-        weights = _take(p, rows).contiguous()  # [U, D]
+        read = self._take_read(p, rows, step) if group["catch_up"] else None
+        if read is not None:
+            weights, exp_avg, exp_avg_sq = read  # caught up when the forward pass read them
+        else:
+            gathered = _take(state["moments"], rows)  # [U, 2, D]
+            # contiguous copies: element-wise math (sqrt above all) is several times slower on strided views
+            exp_avg, exp_avg_sq = (t.contiguous() for t in gathered.unbind(1))
+            weights = _take(p, rows).contiguous()  # [U, D]
         if group["catch_up"]:
             _steps_as_ints(state)
-            # where dense Adam would have the rows by now; the moments also take this step's decay
-            self._catch_up(weights, exp_avg, exp_avg_sq, _take(state["last"], rows), step, group, (beta1, beta2))
+            if read is None:
+                # where dense Adam would have the rows by now; the moments also take this step's decay
+                self._catch_up(weights, exp_avg, exp_avg_sq, _take(state["last"], rows), step, group,
+                               (beta1, beta2))
             if rows is None:
                 state["last"].fill_(step)
             else:
@@ -284,6 +418,7 @@ class RowWiseAdam(RowWiseOptimizer):
     @torch.no_grad()
     def flush(self) -> None:
         """Bring every row up to the current step (see the class docstring); cheap to repeat."""
+        self._read.clear()
         for group in self.param_groups:
             if not group["catch_up"]:
                 continue
@@ -300,6 +435,17 @@ class RowWiseAdam(RowWiseOptimizer):
                     exp_avg, exp_avg_sq = state["moments"][rows].unbind(1)  # views: updated in place
                     self._catch_up(p[rows], exp_avg, exp_avg_sq, state["last"][rows], step + 1, group)
                 state["last"].fill_(step)
+
+
+class _CaughtUpReader:
+    """A table's row reader bound weakly to its optimizer (the table must not keep it alive)."""
+
+    def __init__(self, optimizer: RowWiseAdam):
+        self.optimizer = weakref.ref(optimizer)
+
+    def __call__(self, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+        optimizer = self.optimizer()
+        return None if optimizer is None else optimizer.read_rows(weight, rows)
 
 
 class RowWiseAdagrad(RowWiseOptimizer):
