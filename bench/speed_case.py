@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # torch threads per run
 
 
 # name -> (trainhub module, Torch-RecHub module): the only library-specific code.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Protocol, runtime_checkable
 
+from trainhub.engine.keys import LOOP_KEYS, KeyStyle
+
 __all__ = ["MetricLogger", "MultiLogger", "flatten_params"]
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,15 @@ class MultiLogger:
 
     Also accepts Torch-RecHub-style ``model_logger`` objects (``log_hyperparams`` and ``finish``
     instead of ``log_params`` and ``close``).
+
+    Args:
+        key_style: how metric keys are written (:class:`trainhub.engine.keys.KeyStyle`); the
+            default keeps the loop's ``train/`` and ``val/`` prefixes.
     """
 
-    def __init__(self, loggers: Iterable[Any] = ()):
+    def __init__(self, loggers: Iterable[Any] = (), key_style: KeyStyle = LOOP_KEYS):
         self.loggers = list(loggers)
+        self.key_style = key_style
         self._closed = False
 
     def _call(self, names: tuple[str, ...], *args: Any) -> None:
@@ -55,7 +62,7 @@ class MultiLogger:
                     break
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self._call(("log_metrics",), metrics, step)
+        self._call(("log_metrics",), self.key_style.apply(metrics), step)
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._call(("log_params", "log_hyperparams"), params)

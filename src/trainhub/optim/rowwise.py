@@ -7,12 +7,14 @@ touch the rest of the table, so a step costs ``O(rows touched)`` instead of ``O(
 A dense gradient (e.g. when a model also scores against the whole table) takes the same update on
 every row, which is then the exact dense rule.
 
-Where the math differs from the dense optimizer of the same name (the "lazy" rules that TorchRec,
-FBGEMM and TensorFlow's LazyAdam use):
+Where the math differs from the dense optimizer of the same name:
 
-* :class:`RowWiseAdam`: rows not in the batch keep their moments and do not move (dense Adam would
-  decay their moments and keep moving them by the old momentum); L2 ``weight_decay`` (or AdamW's
-  decoupled decay) applies to touched rows only; bias correction uses the global step count.
+* :class:`RowWiseAdam`: dense Adam keeps moving a row the batch did not touch (its momentum decays
+  and pushes, and weight decay adds a gradient of its own). That motion is deferred and applied in
+  closed form when a training lookup next reads the row, at its next update, and for every row at
+  :meth:`RowWiseAdam.flush`: exact for the momentum and for AdamW's decay, approximate for L2
+  decay and where ``eps`` matters (see the class). ``catch_up=False`` gives the lazy rule of
+  TensorFlow's LazyAdam and TorchRec: untouched rows stand still.
 * :class:`RowWiseAdagrad`: identical to dense Adagrad when ``weight_decay == 0`` (an untouched row
   has a zero gradient, so dense Adagrad does not move it either); decay applies to touched rows only.
 * :class:`RowWiseSGD` (no momentum): identical to dense SGD when ``weight_decay == 0``.
@@ -261,11 +263,14 @@ class RowWiseAdam(RowWiseOptimizer):
     """Adam over the rows a batch touched; ``decoupled_weight_decay=True`` gives AdamW.
 
     A row that a batch does not touch has a zero gradient, and dense Adam still moves it: its
-    momentum decays step by step and keeps pushing it. With ``catch_up=True`` (the default) that
-    motion is applied in closed form the next time the row is touched, and for every row at
-    :meth:`flush` (the training loop flushes before it validates or saves), so the weights follow
-    dense Adam's up to ``eps`` and to the weight decay an untouched row would have received.
-    ``catch_up=False`` is TensorFlow's LazyAdam: untouched rows stand still.
+    momentum decays step by step and keeps pushing it, and weight decay pulls it towards zero
+    (L2 through Adam's normalised step, AdamW by ``1 - lr * wd`` per step). With ``catch_up=True``
+    (the default) that motion is applied in closed form when the row is next read by a training
+    lookup (so the forward pass sees the row where dense Adam would have it), at its next update,
+    and for every row at :meth:`flush` (the training loop flushes before it validates or saves).
+    The momentum and AdamW's decay follow dense Adam up to rounding and ``eps``; L2 decay to a few
+    percent of the distance a row travels. ``catch_up=False`` is TensorFlow's LazyAdam: untouched
+    rows stand still.
     """
 
     flush_rows = 65536  # rows caught up at a time by flush()

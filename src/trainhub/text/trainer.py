@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainhub.engine import EarlyStopping, FitConfig, FitResult, Runtime, evaluate, fit, seed_everything
-from trainhub.engine.keys import EPOCH_LOSS, STEP_LOSS, VAL, task_key
+from trainhub.engine.keys import UPSTREAM_KEYS
 from trainhub.engine.run_folder import check_output_dir, ensure_writable_dir
 from trainhub.files import remove_run_files
 from trainhub.logging import MultiLogger, flatten_params
@@ -46,31 +46,6 @@ def linear_warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, 
         return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-class _RenamedLogger:
-    """Gives the engine's keys upstream's names: ``train/step_loss`` -> ``train_loss``,
-    ``val/eval_x`` -> ``eval_x``, ``train/loss`` -> ``train_epoch_loss``."""
-
-    def __init__(self, inner: MultiLogger):
-        self.inner = inner
-
-    @staticmethod
-    def rename(key: str) -> str:
-        if key == STEP_LOSS:
-            return "train_loss"
-        if key == EPOCH_LOSS:
-            return "train_epoch_loss"
-        return task_key(key) if key.startswith(VAL) else key.replace("/", "_")
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self.inner.log_metrics({self.rename(k): v for k, v in metrics.items()}, step)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
 
 
 class Trainer:
@@ -211,7 +186,8 @@ class Trainer:
         except Exception:
             MultiLogger(loggers).close()  # do not leave a started MLflow run behind
             raise
-        self.logger = MultiLogger(loggers)
+        # upstream's names: eval_<task>_<head>_<metric>, train_loss, train_epoch_loss
+        self.logger = MultiLogger(loggers, key_style=UPSTREAM_KEYS)
         params = self.config.to_dict()
         params["tasks"] = {t["name"]: t for t in params["tasks"]}
         self.logger.log_params(flatten_params(params))
@@ -313,7 +289,7 @@ class Trainer:
             save_label_maps(self.config, self.output_dir / "label_maps.json")
         self.fit_result = fit(
             self.model, self.objective, optimizer, train_loader, val_loader, config=fit_config, scheduler=scheduler,
-            runtime=self.runtime, logger=_RenamedLogger(self.logger) if self.logger is not None else None,
+            runtime=self.runtime, logger=self.logger,
             stopper=stopper, checkpointer=checkpointer, callbacks=self.callbacks,
         )
         if self.logger is not None:
