@@ -113,3 +113,60 @@ def test_decoding_per_kind():
 def test_tags_to_spans_starts_a_new_entity_on_a_stray_i_tag():
     spans = tags_to_spans(["B-PER", "I-LOC", "O"], [(0, 1), (2, 3), (4, 5)], "a b c")
     assert [(s["entity"], s["start"], s["end"]) for s in spans] == [("PER", 0, 1), ("LOC", 2, 3)]
+
+
+@pytest.fixture
+def restore_kinds():
+    from trainhub.text import kinds
+
+    saved = dict(kinds.KINDS), dict(kinds.TYPE_ALIASES)
+    yield
+    for table, copy in zip((kinds.KINDS, kinds.TYPE_ALIASES), saved):
+        table.clear()
+        table.update(copy)
+
+
+def test_a_new_kind_is_one_class_registered_in_one_place(make_config, restore_kinds):
+    """A kind defined outside the package (here: the test) reaches config validation, label
+    encoding, the model's heads, metrics and early stopping without touching any
+    trainhub file."""
+    import numpy as np
+
+    from trainhub.text import kinds
+    from trainhub.text.config import load_experiment_config
+    from trainhub.text.heads import HEAD_REGISTRY, SingleLabelClassificationHeads
+    from trainhub.text.trainer import Trainer
+
+    class ErrorRateKind(kinds.SingleLabelKind):
+        """One class per row, scored by its error rate (lower is better)."""
+
+        name = "error_rate_classification"
+        aliases = ("errors",)
+        heads = SingleLabelClassificationHeads
+        metric_names = ("error_rate",)
+        lower_is_better = frozenset({"error_rate"})
+
+        def score(self, preds, golds, head, names):
+            predicted = np.concatenate(preds).argmax(-1)  # preds hold the logits
+            return {"error_rate": float(np.mean(predicted != np.concatenate(golds)))}
+
+    with pytest.raises(ValueError, match="unknown task type 'errors'"):
+        kind_for("errors")
+    kinds.register_kind(ErrorRateKind())
+    with pytest.raises(ValueError, match="is taken"):
+        kinds.register_kind(ErrorRateKind())
+    assert HEAD_REGISTRY["errors"] is SingleLabelClassificationHeads
+
+    raw = make_config(num_epochs=2, metric_for_best_model="eval_Sentiment_sentiment_head_error_rate")
+    raw["tasks"] = raw["tasks"][:1]
+    raw["tasks"][0]["type"] = "errors"
+    cfg = load_experiment_config(raw)
+    assert cfg.tasks[0].type == "error_rate_classification" and cfg.training.metric_mode() == "min"
+    trainer = Trainer.from_config(cfg)
+    try:
+        trainer.train()
+        metrics = trainer.evaluate()
+    finally:
+        trainer.close()
+    assert 0.0 <= metrics["eval_Sentiment_sentiment_head_error_rate"] <= 1.0
+    assert not any(k.endswith("_accuracy") for k in metrics)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainhub.files import write_text_atomic
 
 # Task types, their aliases and their metrics' directions are declared by the task kinds.
-from trainhub.text.kinds import LOWER_IS_BETTER, TASK_TYPES, TYPE_ALIASES, kind_for
+from trainhub.text.kinds import KINDS, TASK_TYPES, TYPE_ALIASES, kind_for, lower_is_better
 
 __all__ = [
     "ConfigError",
@@ -202,10 +202,7 @@ class TrainingConfig(_Section):
         """``"max"`` or ``"min"`` for the early-stopping monitor."""
         if self.greater_is_better is not None:
             return "max" if self.greater_is_better else "min"
-        # Only the metric's own name (after the last "_") decides: task or head names such as
-        # "Glossing" must not make an accuracy look like a loss.
-        metric = self.metric_for_best_model.lower().rsplit("_", 1)[-1]
-        return "min" if metric in LOWER_IS_BETTER else "max"
+        return "min" if lower_is_better(self.metric_for_best_model.lower()) else "max"
 
     def warmup_for(self, total_steps: int) -> int:
         if self.warmup_ratio is not None:
@@ -279,8 +276,8 @@ class TaskConfig(_Section):
     @classmethod
     def _canonical_type(cls, value: str) -> str:
         value = TYPE_ALIASES.get(value, value)
-        if value not in TASK_TYPES:
-            raise ValueError(f"unknown task type {value!r}; choose from {', '.join(TASK_TYPES)} "
+        if value not in KINDS:
+            raise ValueError(f"unknown task type {value!r}; choose from {', '.join(KINDS)} "
                              f"(or the alias 'classification')")
         return value
 

@@ -12,14 +12,14 @@ Logit shapes: classification ``[B, C]``, multi-label ``[B, L]``, regression ``[B
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trainhub.text.config import TaskConfig
-from trainhub.text.kinds import TYPE_ALIASES
+from trainhub.text.kinds import KINDS, TYPE_ALIASES, kind_for
 
 __all__ = [
     "TaskHeads",
@@ -28,6 +28,7 @@ __all__ = [
     "NERHead",
     "RegressionHeads",
     "HEAD_REGISTRY",
+    "heads_for",
     "pool",
 ]
 
@@ -153,11 +154,27 @@ class NERHead(TaskHeads):
         return flat / count
 
 
-_HEADS_BY_TYPE = {
-    "single_label_classification": SingleLabelClassificationHeads,
-    "multi_label_classification": MultiLabelClassificationHeads,
-    "ner": NERHead,
-    "regression": RegressionHeads,
-}
+def heads_for(task_type: str) -> type:
+    """The heads class of a task type (canonical or alias): the one its kind names."""
+    heads = kind_for(task_type).heads
+    return globals()[heads] if isinstance(heads, str) else heads
+
+
+class _HeadRegistry(Mapping):
+    """task type (canonical or alias) -> heads class, read from the kinds (registered ones too)."""
+
+    def __getitem__(self, task_type: str) -> type:
+        try:
+            return heads_for(task_type)
+        except ValueError as err:
+            raise KeyError(task_type) from err
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*KINDS, *TYPE_ALIASES])
+
+    def __len__(self) -> int:
+        return len(KINDS) + len(TYPE_ALIASES)
+
+
 #: task type (canonical or alias) -> the heads module of that kind of task
-HEAD_REGISTRY = {**_HEADS_BY_TYPE, **{alias: _HEADS_BY_TYPE[name] for alias, name in TYPE_ALIASES.items()}}
+HEAD_REGISTRY: Mapping[str, type] = _HeadRegistry()

@@ -3,8 +3,10 @@
 A kind says how a data row becomes an example, how labels are discovered and encoded, how a batch
 of labels is padded, how validation outputs are collected and scored (and under which metric
 names, in which direction), and how a prediction is decoded. The processing, objective,
-prediction and config modules ask the kind instead of branching on the task's type string, so a
-new kind of task is one class here (plus its head module in :mod:`trainhub.text.heads`).
+prediction and config modules ask the kind instead of branching on the task's type string, and
+the model builds the heads the kind names (:attr:`TaskKind.heads`). A new kind of task is one
+class, made known with :func:`register_kind`; it can reuse a heads module of
+:mod:`trainhub.text.heads` by name or bring its own ``nn.Module`` class.
 
 Kinds read task and head configs by attribute only; this module imports no other part of
 ``trainhub.text`` but the metric functions and the word splitter, so the config can import it.
@@ -35,6 +37,8 @@ __all__ = [
     "NERKind",
     "RegressionKind",
     "KINDS",
+    "register_kind",
+    "lower_is_better",
     "TASK_TYPES",
     "TYPE_ALIASES",
     "LOWER_IS_BETTER",
@@ -147,10 +151,13 @@ class TaskKind:
         token_level: labels are per token (padded with -100) rather than per row.
         label_dtype: ``"long"`` (class ids) or ``"float32"`` (multi-hot vectors, targets).
         single_head: a task of this kind takes exactly one head.
+        heads: its heads module: a class, or the name of one in :mod:`trainhub.text.heads`
+            (built as ``heads(task_config, hidden_size, dropout=..., pooling=...)``).
     """
 
     name = ""
     aliases: tuple[str, ...] = ()
+    heads: str | type = ""
     metric_names: tuple[str, ...] = ()
     lower_is_better: frozenset[str] = frozenset()
     token_level = False
@@ -254,6 +261,7 @@ class SingleLabelKind(TaskKind):
 
     name = "single_label_classification"
     aliases = ("classification", "single_label")
+    heads = "SingleLabelClassificationHeads"
     metric_names = ("accuracy", "precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1")
     label_dtype = "long"
 
@@ -303,6 +311,7 @@ class MultiLabelKind(TaskKind):
 
     name = "multi_label_classification"
     aliases = ("multi_label",)
+    heads = "MultiLabelClassificationHeads"
     metric_names = ("accuracy", "precision", "recall", "f1", "macro_f1")
 
     def parse_cell(self, value: Any) -> Any:
@@ -372,6 +381,7 @@ class RegressionKind(TaskKind):
     """Real-valued targets (linear outputs): MSE, RMSE, MAE, all lower-is-better."""
 
     name = "regression"
+    heads = "RegressionHeads"
     metric_names = ("mse", "rmse", "mae")
     lower_is_better = frozenset(metric_names)
 
@@ -401,6 +411,7 @@ class NERKind(TaskKind):
 
     name = "ner"
     aliases = ("token_classification",)
+    heads = "NERHead"
     metric_names = ("accuracy", "precision", "recall", "f1")
     token_level = True
     label_dtype = "long"
@@ -499,18 +510,39 @@ class NERKind(TaskKind):
 
 
 KINDS: dict[str, TaskKind] = {k.name: k for k in (SingleLabelKind(), MultiLabelKind(), NERKind(), RegressionKind())}
-#: Canonical task types, in the order configs document them.
+#: The built-in task types, in the order configs document them (``KINDS`` also holds registered ones).
 TASK_TYPES = tuple(KINDS)
 #: Other spellings accepted in configs (upstream's code says ``classification``, its docs
 #: ``single_label_classification``).
 TYPE_ALIASES = {alias: kind.name for kind in KINDS.values() for alias in kind.aliases}
-#: Metric names (the last part of a key) for which lower is better, the losses included.
+#: Metric names (the last part of a key) for which lower is better among the built-in kinds.
 LOWER_IS_BETTER = frozenset({"loss"}).union(*(k.lower_is_better for k in KINDS.values()))
+
+
+def register_kind(kind: TaskKind) -> TaskKind:
+    """Make a new kind of task usable in configs (its ``name`` and ``aliases``), processing,
+    metrics, early stopping and prediction, and give the model its heads. Returns ``kind``."""
+    if not kind.name or not kind.heads:
+        raise ValueError(f"{type(kind).__name__} needs a name and heads to be registered")
+    taken = [n for n in (kind.name, *kind.aliases) if n in KINDS or n in TYPE_ALIASES]
+    if taken:
+        raise ValueError(f"task type {taken[0]!r} is taken (kinds: {', '.join(KINDS)})")
+    KINDS[kind.name] = kind
+    TYPE_ALIASES.update({alias: kind.name for alias in kind.aliases})
+    return kind
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether lower values are better for a metric key (``eval_<task>_<head>_<metric>``) or
+    name, judged by the metric name it ends with (a kind's, or ``loss``) and nothing else: task or
+    head names such as "Glossing" must not make an accuracy look like a loss."""
+    names = {"loss"}.union(*(k.lower_is_better for k in KINDS.values()))
+    return any(key == name or key.endswith("_" + name) for name in names)
 
 
 def kind_for(task_type: str) -> TaskKind:
     """The kind of a task type (canonical or alias)."""
     name = TYPE_ALIASES.get(task_type, task_type)
     if name not in KINDS:
-        raise ValueError(f"unknown task type {task_type!r}; choose from {', '.join(TASK_TYPES)}")
+        raise ValueError(f"unknown task type {task_type!r}; choose from {', '.join(KINDS)}")
     return KINDS[name]
