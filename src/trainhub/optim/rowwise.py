@@ -286,6 +286,7 @@ class RowWiseAdam(RowWiseOptimizer):
         # Training lookups read rows caught up to the coming step, as dense Adam's forward pass
         # would see them; the step reuses that work when its rows are the lookup's.
         self._read: dict = {}
+        self._flushed: dict = {}  # param -> (step, weight version) of its last flush
         reader = _CaughtUpReader(self)
         for group in self.param_groups:
             for p in group["params"]:
@@ -293,10 +294,11 @@ class RowWiseAdam(RowWiseOptimizer):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._read = {}
+        self._read, self._flushed = {}, {}
 
     def load_state_dict(self, state_dict):
         self._read.clear()
+        self._flushed.clear()
         super().load_state_dict(state_dict)
 
     def read_rows(self, p: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
@@ -422,7 +424,8 @@ class RowWiseAdam(RowWiseOptimizer):
 
     @torch.no_grad()
     def flush(self) -> None:
-        """Bring every row up to the current step (see the class docstring); cheap to repeat."""
+        """Bring every row up to the current step (see the class docstring). A second flush with
+        no step (and no change to the weights) in between does nothing."""
         self._read.clear()
         for group in self.param_groups:
             if not group["catch_up"]:
@@ -432,6 +435,8 @@ class RowWiseAdam(RowWiseOptimizer):
                 if not state:
                     continue
                 step = int(state["step"])
+                if self._flushed.get(p) == (step, p._version):
+                    continue
                 _steps_as_ints(state)
                 # As if a step step+1 came with no gradient for any row: rows owe steps last+1..step.
                 # In slices of rows, so the temporaries stay small next to the table.
@@ -440,6 +445,7 @@ class RowWiseAdam(RowWiseOptimizer):
                     exp_avg, exp_avg_sq = state["moments"][rows].unbind(1)  # views: updated in place
                     self._catch_up(p[rows], exp_avg, exp_avg_sq, state["last"][rows], step + 1, group)
                 state["last"].fill_(step)
+                self._flushed[p] = (step, p._version)
 
 
 class _CaughtUpReader:
