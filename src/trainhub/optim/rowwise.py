@@ -173,8 +173,8 @@ def _catch_up_table(beta1: float, beta2: float, device: torch.device) -> torch.T
     return _catch_up_tables[key]
 
 
-def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
-                     beta2: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float, beta2: float,
+                     latest: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, for ``k = missed`` steps without gradient since step ``s = last``: the sum
     ``S = sum_{i=1..k} r^i c(s + i)`` (how many "unit" Adam steps the row owes) and the factor
     ``e`` that scales Adam's ``eps`` over those steps (float32 ``[U]`` each; ``S = 0`` when ``k = 0``).
@@ -186,7 +186,8 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
     changes slowly with ``i``. The row then moves by ``lr * S * m / (sqrt(v) + e * eps)`` with the
     ``eps`` term taken at the series' mean index. Early in training ``c`` changes fast, so ``S`` is
     read from a table; later it is nearly constant over the ~``1 / (1 - r)`` steps that carry the
-    series' weight and is taken at the mean index too.
+    series' weight and is taken at the mean index too. ``latest`` (no row's ``last`` is above it)
+    lets early steps skip the closed form.
     """
     r = beta1 / math.sqrt(beta2)
     table = _catch_up_table(beta1, beta2, last.device)
@@ -196,10 +197,13 @@ def _catch_up_factor(last: torch.Tensor, missed: torch.Tensor, beta1: float,
     offset = ((k + 1) * 0.5).clamp_(1.0, r / (1 - r))
     j = last.to(torch.float32).add_(offset)
     sqrt_bc2 = torch.exp(j * math.log(beta2)).neg_().add_(1).sqrt_()  # sqrt(1 - b2^j)
-    c = sqrt_bc2 / torch.exp(j * math.log(beta1)).neg_().add_(1)
-    r_k = torch.exp(k.clamp(max=_TABLE_TERMS) * math.log(r))
-    closed = c.mul_(r_k.neg_().add_(1).mul_(r / (1 - r)))  # c r (1 - r^k) / (1 - r)
-    factor = torch.where(last < _TABLE_STEPS, from_table, closed)
+    if latest is not None and latest < _TABLE_STEPS:
+        factor = from_table  # every row's last step is in the table
+    else:
+        c = sqrt_bc2 / torch.exp(j * math.log(beta1)).neg_().add_(1)
+        r_k = torch.exp(k.clamp(max=_TABLE_TERMS) * math.log(r))
+        closed = c.mul_(r_k.neg_().add_(1).mul_(r / (1 - r)))  # c r (1 - r^k) / (1 - r)
+        factor = torch.where(last < _TABLE_STEPS, from_table, closed)
     eps_scale = sqrt_bc2.mul_(torch.exp(offset * (-0.5 * math.log(beta2))))
     return factor, eps_scale
 
@@ -287,6 +291,7 @@ class RowWiseAdam(RowWiseOptimizer):
         # would see them; the step reuses that work when its rows are the lookup's.
         self._read: dict = {}
         self._flushed: dict = {}  # param -> (step, weight version) of its last flush
+        self._index_groups()
         reader = _CaughtUpReader(self)
         for group in self.param_groups:
             for p in group["params"]:
@@ -295,6 +300,7 @@ class RowWiseAdam(RowWiseOptimizer):
     def __setstate__(self, state):
         super().__setstate__(state)
         self._read, self._flushed = {}, {}
+        self._index_groups()
 
     def load_state_dict(self, state_dict):
         self._read.clear()
@@ -307,9 +313,14 @@ class RowWiseAdam(RowWiseOptimizer):
         Nothing is written: the step (or :meth:`flush`) applies the same motion, reusing this work
         when it can (:meth:`_take_read`)."""
         state = self.state.get(p)
-        group = next((g for g in self.param_groups if any(q is p for q in g["params"])), None)
-        if not state or group is None or not group["catch_up"] or _world_size() > 1:
-            return None  # no step yet; lazy rule; or several processes (their rows are merged)
+        if not state:
+            return None  # no step yet: nothing deferred
+        group = self._group_of.get(p)
+        if group is None or group["params"] is not self._group_params.get(p):
+            self._index_groups()
+            group = self._group_of.get(p)
+        if group is None or not group["catch_up"] or _world_size() > 1:
+            return None  # the lazy rule; or several processes (their rows are merged)
         _steps_as_ints(state)
         step = int(state["step"]) + 1
         exp_avg, exp_avg_sq = (t.contiguous() for t in _take(state["moments"], rows).unbind(1))
@@ -320,6 +331,10 @@ class RowWiseAdam(RowWiseOptimizer):
             reads = self._read[p] = []  # only this step's reads of the current weights are kept
         reads.append((rows, p._version, step, weights, exp_avg, exp_avg_sq))
         return weights
+
+    def _index_groups(self) -> None:
+        self._group_of = {p: g for g in self.param_groups for p in g["params"]}
+        self._group_params = {p: g["params"] for g in self.param_groups for p in g["params"]}
 
     def _take_read(self, p: torch.Tensor, rows: torch.Tensor | None, step: int) -> list | None:
         """The caught-up rows the lookups of this step read, if together they are the step's rows.
@@ -337,13 +352,20 @@ class RowWiseAdam(RowWiseOptimizer):
             if (read_rows.data_ptr() == rows.data_ptr() and read_rows.numel() == rows.numel()
                     and read_rows.device == rows.device):
                 return list(values)
-        merged = torch.cat([r[0] for r in reads])
-        if merged.numel() != rows.numel():
+        if sum(r[0].numel() for r in reads) != rows.numel():
             return None
-        merged, order = torch.sort(merged)
+        # Each read's rows are ascending; reads of features laid out one after another in the
+        # table (a user tower's, then an item tower's) need no sort to merge.
+        reads.sort(key=lambda r: int(r[0][0]) if r[0].numel() else -1)
+        in_order = all(int(a[0][-1]) < int(b[0][0]) for a, b in zip(reads, reads[1:]) if a[0].numel() and b[0].numel())
+        merged = torch.cat([r[0] for r in reads])
+        order = None if in_order else torch.sort(merged)[1]
+        if order is not None:
+            merged = merged.index_select(0, order)
         if not torch.equal(merged, rows):
             return None
-        return [torch.cat([r[i] for r in reads]).index_select(0, order) for i in (3, 4, 5)]
+        values = [torch.cat([r[i] for r in reads]) for i in (3, 4, 5)]
+        return values if order is None else [v.index_select(0, order) for v in values]
 
     @staticmethod
     def _catch_up(weights: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, last: torch.Tensor,
@@ -356,7 +378,7 @@ class RowWiseAdam(RowWiseOptimizer):
         lr, wd = group["lr"], group["weight_decay"]
         missed = (step - 1) - last  # steps with no gradient in between (0: none)
         shape = (-1,) + (1,) * (weights.dim() - 1)
-        factor, eps_scale = _catch_up_factor(last, missed, beta1, beta2)
+        factor, eps_scale = _catch_up_factor(last, missed, beta1, beta2, latest=step - 1)
         denom = exp_avg_sq.sqrt().add_(eps_scale.mul_(group["eps"]).view(shape))
         k = missed.to(torch.float32)
         decay1 = torch.exp(k * math.log(beta1))  # beta1^k, beta2^k per row
