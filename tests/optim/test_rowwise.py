@@ -208,6 +208,18 @@ def test_training_lookups_see_rows_where_dense_adam_has_them(model_cls, grad_acc
     assert sum(reused) >= len(reused) - 1 if grad_accum == 1 else not any(reused)
 
 
+def test_a_later_optimizer_takes_over_the_tables_lookups():
+    from trainhub.nn.fused_table import _row_readers
+
+    model = Tiny(True)
+    weight = next(p for p in model.parameters() if p.dim() == 2 and p.shape[0] == 50)  # the fused table
+    adam = build_optimizer(model.parameters(), torch.optim.Adam, {"lr": 0.1})
+    assert _row_readers.get(weight) is not None
+    adagrad = build_optimizer(model.parameters(), torch.optim.Adagrad, {"lr": 0.1})
+    assert _row_readers.get(weight) is None  # the earlier Adam (still alive) no longer shapes lookups
+    assert adam is not None and adagrad is not None
+
+
 def _spy(take, record):
     def spied(self, *args):
         values = take(self, *args)

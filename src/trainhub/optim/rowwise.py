@@ -131,6 +131,14 @@ class RowWiseOptimizer(torch.optim.Optimizer):
     training loop calls it before it reads the weights (validation, checkpoints, the end).
     """
 
+    def __init__(self, params, defaults: dict):
+        super().__init__(params, defaults)
+        # A table's training lookups read through the optimizer that updates it now, never through
+        # an earlier one still alive elsewhere (RowWiseAdam attaches its own reader after this).
+        for group in self.param_groups:
+            for p in group["params"]:
+                set_row_reader(p, None)
+
     def flush(self) -> None:
         """Nothing is deferred by default."""
 
