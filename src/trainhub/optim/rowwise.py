@@ -240,29 +240,27 @@ def _decay_prefix(beta1: float, beta2: float, upto: int, device: torch.device) -
     return q
 
 
-def _l2_shrink(weights: torch.Tensor, denom: torch.Tensor, last: torch.Tensor, missed: torch.Tensor,
-               upto: int, momentum_sum: torch.Tensor, group: dict, shape: tuple) -> torch.Tensor:
-    """Factor ``[U, ...]`` by which dense Adam's L2 decay shrinks rows over ``missed`` steps with
-    no gradient but ``wd * w``.
+def _l2_decay(denom: torch.Tensor, last: torch.Tensor, missed: torch.Tensor,
+              upto: int, momentum_sum: torch.Tensor, group: dict, shape: tuple) -> torch.Tensor:
+    """How far ``[U, ...]`` dense Adam's L2 decay moves rows over ``missed`` steps with no
+    gradient but ``wd * w`` (to be added to the rows; always towards zero, never past it).
 
     That gradient is small next to the row's past ones (its square does not change ``v``), so
     the momentum follows ``wd * w`` with a lag and the row shrinks by ``exp(-wd * lr * A / denom)``,
     ``A = sum_{j=1..k} c(s + j) beta2^(-j/2) (1 - beta1^j)``: the series of :func:`_decay_prefix`
     less the momentum's series (``momentum_sum``). When the decay gradient dominates ``v``
     instead (a row with no gradient history), Adam moves a row about ``lr`` per step, so the
-    shrink is capped at ``lr * k``.
+    move is capped at ``lr * k``.
     """
     (beta1, beta2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
     q = _decay_prefix(beta1, beta2, upto, last.device)  # rows are brought to step ``upto``
     k = missed.clamp(max=1_000_000)  # beyond that a row has long decayed to zero
     ahead = q[last + k] * torch.exp(k.to(torch.float64) * (-0.5 * math.log(beta2)))
     total = (ahead - q[last]).to(torch.float32).sub_(momentum_sum).clamp_(min=0)
-    ratio = torch.exp(total.mul_(-wd * lr).view(shape) / denom)
+    exponent = torch.div(total.mul_(-wd * lr).view(shape), denom)  # -wd lr A / denom
     if not group["eps"]:
-        ratio.nan_to_num_(1.0)  # 0 / 0 for a row with no gradient history and no eps
-    # |w| - lr * k, relative to |w| (a zero row stays zero)
-    cap = torch.reciprocal(weights.abs().clamp_(min=1e-30)).mul_(-lr * missed.to(torch.float32).view(shape)).add_(1)
-    return torch.maximum(ratio, cap).clamp_(min=0)
+        exponent.nan_to_num_(0.0)  # 0 / 0 for a row with no gradient history and no eps
+    return exponent.expm1_(), (lr * missed.to(torch.float32)).view(shape)  # exp(-x) - 1, lr k
 
 
 def _steps_as_ints(state: dict) -> None:
@@ -397,12 +395,12 @@ class RowWiseAdam(RowWiseOptimizer):
             weights.mul_(torch.exp(k * math.log1p(-lr * wd)).view(shape))
         elif l2:
             # L2 decay: an untouched row still has the gradient wd * w, which dense Adam follows.
-            shrink = _l2_shrink(weights, denom, last, missed, step - 1, factor, group, shape)
+            decay, cap = _l2_decay(denom, last, missed, step - 1, factor, group, shape)
         weights.addcdiv_(exp_avg * factor.mul(-lr).view(shape), denom)
         exp_avg.mul_(decay1.mul(extra_decay[0]).view(shape))
         exp_avg_sq.mul_(decay2.mul(extra_decay[1]).view(shape))
         if l2:
-            weights.mul_(shrink)
+            weights.add_(decay.mul_(weights).clamp_(min=-cap, max=cap))
             # the moments have followed the decay gradient wd * w meanwhile
             wd_grad = weights * wd
             exp_avg.addcmul_(wd_grad, decay1.neg_().add_(1).mul_(extra_decay[0]).view(shape))
