@@ -257,6 +257,23 @@ def test_hybrid_optimizer_schedulers_move_both_learning_rates_and_state_round_tr
     assert other.rowwise.param_groups[0]["lr"] == pytest.approx(0.005)
 
 
+@pytest.mark.parametrize("optimizer_fn", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad])
+def test_dense_weights_take_the_fused_kernel_unless_the_user_chose(optimizer_fn):
+    params = {"lr": 0.05, "weight_decay": 1e-3}
+    opt = build_optimizer(Tiny(True).parameters(), optimizer_fn, params)
+    assert opt.dense.defaults["fused"] is True
+    assert "fused" not in params  # the caller's dict is left as it was
+    chosen = build_optimizer(Tiny(True).parameters(), optimizer_fn, {**params, "foreach": False})
+    assert not chosen.dense.defaults["fused"] and chosen.dense.defaults["foreach"] is False
+    # the same update as the for-loop kernel, up to float rounding
+    batches = [_batch(s) for s in range(6)]
+    fused = _train(True, optimizer_fn, params, batches)
+    loop = _train(True, optimizer_fn, {**params, "foreach": False}, batches)
+    torch.manual_seed(0)
+    assert not torch.equal(fused.head.weight, Tiny(True).head.weight)  # the weights did move
+    torch.testing.assert_close(fused.state_dict(), loop.state_dict(), rtol=1e-5, atol=1e-6)
+
+
 def test_without_row_sparse_tables_the_optimizer_is_the_users_own():
     model = Tiny(False)
     assert type(build_optimizer(model.parameters(), torch.optim.Adam, {"lr": 0.1})) is torch.optim.Adam
