@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainhub.tasks.match import (
+    AllInBatch,
     Candidates,
     InBatchNegatives,
     ListwiseSoftmax,
@@ -104,6 +105,26 @@ def test_in_batch_scores_honour_temperature_and_exclude_the_diagonal():
     assert ListwiseSoftmax().candidate_loss(cands).item() == pytest.approx(expected.item())
 
 
+@pytest.mark.parametrize("items", [[0, 1, 2, 3, 4, 5], [0, 1, 0, 2, 1, 0], [3, 3, 3, 3, 3, 3]])
+def test_all_in_batch_softmax_equals_the_loss_over_positive_and_valid_negatives(items):
+    """The score-matrix loss of all-in-batch candidates against the explicit [positive, negatives]
+    softmax: distinct items, repeated items (a repeat of the positive is no negative) and a batch of
+    one item (no row has a negative)."""
+    torch.manual_seed(0)
+    user, item = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3, requires_grad=True)
+    x = {"user": torch.arange(6), "item": torch.tensor(items)}
+    cands = InBatchNegatives()(_Towers(user, item), x)
+    assert isinstance(cands, AllInBatch)
+    fast = ListwiseSoftmax().candidate_loss(cands)
+    explicit = ListwiseSoftmax().candidate_loss(Candidates(cands.pos, cands.neg, cands.valid))
+    assert fast.item() == pytest.approx(explicit.item(), abs=1e-6)
+    assert torch.equal(cands.valid, x["item"][:, None] != x["item"][None, :])
+    if len(set(items)) > 1:
+        grads = torch.autograd.grad(fast, (user, item), retain_graph=True)
+        for a, b in zip(grads, torch.autograd.grad(explicit, (user, item))):
+            torch.testing.assert_close(a, b)
+
+
 def test_in_batch_never_uses_a_duplicate_of_the_positive_and_samples_ratio():
     user, item = torch.randn(4, 3), torch.randn(3, 3)
     x = {"user": torch.arange(4), "item": torch.tensor([0, 1, 0, 2])}  # rows 0 and 2 share an item
@@ -168,7 +189,7 @@ def test_duplicate_items_in_a_batch_are_found_exactly_even_on_a_hash_collision(m
     item = torch.randn(40, 8)[torch.randint(0, 40, (200,))]
     inverse = torch.unique(item, dim=0, return_inverse=True)[1]
     expected = inverse[None] == inverse[:, None]
-    assert torch.equal(match._same_rows(item), expected)
+    assert torch.equal(match._same_as(match._row_groups(item), 0, 200), expected)
     # every row hashing alike: the check against each group's first row falls back to the exact sort
     monkeypatch.setattr(match, "_ROW_HASH_WEIGHTS", {(8, "cpu"): torch.zeros(8, dtype=torch.long)})
-    assert torch.equal(match._same_rows(item), expected)
+    assert torch.equal(match._same_as(match._row_groups(item), 0, 200), expected)

@@ -37,6 +37,7 @@ __all__ = [
     "PointwiseBCE",
     "PairwiseBPR",
     "ListwiseSoftmax",
+    "AllInBatch",
     "InBatchNegatives",
     "MatchTask",
     "MatchScores",
@@ -114,6 +115,8 @@ def bpr_loss(c: Candidates) -> torch.Tensor:
 
 
 def _softmax_ce(c: Candidates) -> torch.Tensor:
+    if isinstance(c, AllInBatch):
+        return c.softmax_ce()
     logits = c.logits()
     has_valid = c.valid.any(dim=1)
     if not bool(has_valid.all()):  # a row without negatives teaches nothing (and its CE would be 0 anyway)
@@ -308,17 +311,17 @@ class InBatchNegatives:
         batch, total = scores.shape
         rows = torch.arange(batch, device=scores.device)
         positive = scores[rows, rows + offset]
-        # Same item as the row's positive (including the positive itself): never a negative.
-        same = _same_rows(item.detach())[offset:offset + batch]  # [B, N]
+        groups = _row_groups(item.detach())  # [N]: equal ids <=> identical item embeddings
         k = self.num_negatives
         if k is None or not 1 <= k <= total - 1 or not sample:
             k = total - 1
         if k == 0:
             return Candidates(positive, scores.new_zeros(batch, 0))
         if k == total - 1:
-            # Every other item is a negative: take the whole row, with the row's own positive (and
-            # its duplicates) marked invalid, instead of sorting keys to pick all of them.
-            return Candidates(positive, scores, ~same)
+            # Every other item is a negative: the whole row, instead of sorting keys to pick all.
+            return AllInBatch(scores, positive, groups, offset)
+        # Same item as the row's positive (including the positive itself): never a negative.
+        same = _same_as(groups, offset, batch)  # [B, N]
         if self.hard and sample:
             keys = scores.detach().masked_fill(same, float("-inf"))
             idx = keys.topk(k, dim=1).indices
@@ -361,10 +364,50 @@ def _row_groups(item: torch.Tensor) -> torch.Tensor:
     return inverse
 
 
-def _same_rows(item: torch.Tensor) -> torch.Tensor:
-    """``[B, B]`` true where two rows hold identical item embeddings."""
-    inverse = _row_groups(item)
-    return inverse.unsqueeze(0) == inverse.unsqueeze(1)
+def _same_as(groups: torch.Tensor, offset: int, batch: int) -> torch.Tensor:
+    """``[B, N]``: true where column ``j`` holds the same item as row ``i``'s positive (column
+    ``offset + i``), the positive itself included."""
+    return groups[offset:offset + batch].unsqueeze(1) == groups.unsqueeze(0)
+
+
+class AllInBatch(Candidates):
+    """In-batch candidates where every other item of the batch is a negative: the user-item score
+    matrix ``[B, N]`` itself, row ``i``'s positive at column ``offset + i``, and the items' groups
+    of identical rows (``[N]``), which mark the columns that repeat a row's positive.
+
+    The softmax cross-entropy is taken on the score matrix directly (the negatives and their
+    validity mask, ``[B, N]`` each, are built only when something asks for them): one
+    ``cross_entropy`` when no item repeats in the batch, one mask otherwise.
+    """
+
+    def __init__(self, scores: torch.Tensor, positive: torch.Tensor, groups: torch.Tensor, offset: int):
+        self.scores, self.pos, self.groups, self.offset = scores, positive, groups, offset
+        self._valid: torch.Tensor | None = None
+
+    @property
+    def neg(self) -> torch.Tensor:
+        return self.scores
+
+    @property
+    def valid(self) -> torch.Tensor:
+        if self._valid is None:
+            self._valid = ~_same_as(self.groups, self.offset, self.scores.shape[0])
+        return self._valid
+
+    def softmax_ce(self) -> torch.Tensor:
+        """The mean over rows of ``-log softmax`` of the positive against its valid negatives."""
+        batch, total = self.scores.shape
+        distinct = int(self.groups.max()) + 1 if total else 0
+        if distinct <= 1:
+            return _softmax_ce(Candidates(self.pos, self.neg, self.valid))  # no row has a negative
+        rows = torch.arange(batch, device=self.scores.device)
+        target = rows + self.offset
+        logits = self.scores
+        if distinct < total:  # repeated items: a repeat of the positive is not a negative
+            repeat = _same_as(self.groups, self.offset, batch)
+            repeat[rows, target] = False
+            logits = logits.masked_fill(repeat, float("-inf"))
+        return F.cross_entropy(logits, target)
 
 
 class MatchTask:
