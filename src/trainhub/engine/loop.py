@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from trainhub.engine.callbacks import fire
 from trainhub.engine.checkpoint import CheckpointError, CheckpointStore, MainProcessWrites, plain_state_dict
 from trainhub.engine.keys import STEP_LOSS, TRAIN, VAL, logged, task_key
+from trainhub.engine.malloc import retain_freed_memory
 from trainhub.engine.resume import load_loader_state, loader_state
 from trainhub.engine.resume import rng_state as _rng_state
 from trainhub.engine.resume import set_rng_state as _set_rng_state
@@ -176,6 +177,8 @@ def train_epoch(
     runtime = runtime or Runtime()
     config = config or FitConfig()
     state = state or TrainState()
+    if runtime.device.type == "cpu":
+        retain_freed_memory()  # each step's temporaries reuse the last step's pages
     model.train()
     own_backward = custom_backward(task)
     precision = precision or _Precision(config.precision, runtime.device)
@@ -279,6 +282,8 @@ def evaluate(
     values are broadcast, so decisions taken on them can never diverge).
     """
     runtime = runtime or Runtime()
+    if runtime.device.type == "cpu":
+        retain_freed_memory()
     loader, sharded = runtime.shard(loader, train=False)
     scoring = runtime.eval_model(model)
     was_training = model.training
