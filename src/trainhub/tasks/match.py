@@ -307,7 +307,10 @@ class InBatchNegatives:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             item, offset = all_gather_rows(item)  # [N, D]: every rank's items, with gradients
         base = unwrap_model(model)
-        scores = interest_scores(user, item) / getattr(base, "temperature", 1.0)  # [B, N]
+        temperature = getattr(base, "temperature", 1.0)
+        # the users are divided, not the [B, N] scores: fewer elements, and a positive factor
+        # commutes with the best-interest max
+        scores = interest_scores(user / temperature if temperature != 1.0 else user, item)  # [B, N]
         batch, total = scores.shape
         rows = torch.arange(batch, device=scores.device)
         positive = scores[rows, rows + offset]
