@@ -1,6 +1,9 @@
+import pytest
 import torch
+from torch import nn
 
 from trainhub.nn import MLP, Dropout
+from trainhub.nn.mlp import stacked_mlps
 
 
 def test_dropout_keeps_each_value_with_probability_one_minus_p_and_rescales():
@@ -39,3 +42,65 @@ def test_dice_on_a_sequence_uses_statistics_over_batch_and_positions():
     assert torch.allclose(dice(x), flat, atol=1e-6)
     dice.eval()
     assert torch.allclose(dice(x), dice(x.reshape(-1, 4)).reshape(3, 5, 4), atol=1e-6)
+
+
+def _experts(count: int, **params) -> list[MLP]:
+    torch.manual_seed(0)
+    experts = [MLP(12, **params) for _ in range(count)]
+    for e in experts:  # distinct running statistics and PReLU slopes, so a mix-up would show
+        for m in e.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+            if isinstance(m, nn.PReLU):
+                m.weight.data.uniform_(0, 0.5)
+    return experts
+
+
+@pytest.mark.parametrize("params", [
+    {"dims": [16, 8], "output_layer": False},
+    {"dims": [16, 8, 4], "activation": "prelu", "output_layer": True},
+    {"dims": [16], "activation": "tanh", "batch_norm": False, "output_layer": False},
+])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_stacked_mlps_equal_the_loop_with_their_gradients_and_running_stats(params, momentum):
+    loop, side = _experts(3, **params), _experts(3, **params)
+    for m in [*loop, *side]:
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm1d):
+                bn.momentum = momentum
+    x = torch.randn(32, 12)
+    for mode in ("eval", "train", "train"):  # the gradients below are those of a training pass
+        for m in [*loop, *side]:
+            m.train(mode == "train")
+        expected = torch.stack([m(x) for m in loop], dim=1)
+        got = stacked_mlps(side, x)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(expected)
+    expected.backward(g)
+    got.backward(g)
+    for a, b in zip(loop, side):
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-5, msg=name)
+        for (name, ba), bb in zip(a.named_buffers(), b.buffers()):
+            torch.testing.assert_close(bb, ba, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_stacked_mlps_fall_back_to_the_loop_for_other_layouts():
+    dice = _experts(2, dims=[8], activation="dice", output_layer=False)
+    x = torch.randn(16, 12)
+    for m in dice:
+        m.eval()
+    torch.testing.assert_close(stacked_mlps(dice, x), torch.stack([m(x) for m in dice], dim=1))
+    mixed = [MLP(12, dims=[8], output_layer=False), MLP(12, dims=[6], output_layer=False)]
+    with pytest.raises(RuntimeError):  # unequal widths cannot be stacked, as with the loop
+        stacked_mlps(mixed, x)
+
+
+def test_stacked_dropout_keeps_the_rate():
+    experts = _experts(4, dims=[64], dropout=0.5, batch_norm=False, activation="linear", output_layer=False)
+    for e in experts:
+        nn.init.ones_(e.mlp[0].weight)
+        nn.init.zeros_(e.mlp[0].bias)
+    out = stacked_mlps(experts, torch.ones(256, 12))
+    assert abs(float((out == 0).float().mean()) - 0.5) < 0.02

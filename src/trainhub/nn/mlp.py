@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "activation_layer", "Dice", "Dropout"]
+__all__ = ["MLP", "activation_layer", "Dice", "Dropout", "stacked_mlps"]
 
 
 class Dropout(nn.Dropout):
@@ -125,3 +125,99 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)
+
+
+_ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.Identity)
+
+
+def _same_structure(mlps: Sequence[nn.Module]) -> bool:
+    """Whether ``mlps`` are :class:`MLP` s of one layout made only of layers :func:`stacked_mlps`
+    can run side by side (Linear, BatchNorm1d, element-wise activations, PReLU, Dropout)."""
+    if len(mlps) < 2 or not all(type(m) is MLP for m in mlps):
+        return False
+    first = list(mlps[0].mlp)
+    for m in mlps[1:]:
+        layers = list(m.mlp)
+        if len(layers) != len(first):
+            return False
+        for a, b in zip(first, layers):
+            if type(a) is not type(b):
+                return False
+            if isinstance(a, nn.Linear) and (a.weight.shape != b.weight.shape or (a.bias is None) != (b.bias is None)):
+                return False
+            if isinstance(a, nn.BatchNorm1d) and (
+                    (a.num_features, a.eps, a.momentum, a.affine, a.track_running_stats, a.training)
+                    != (b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats, b.training)):
+                return False
+            if isinstance(a, nn.Dropout) and (a.p, a.training) != (b.p, b.training):
+                return False
+            if isinstance(a, nn.LeakyReLU) and a.negative_slope != b.negative_slope:
+                return False
+            if isinstance(a, nn.GELU) and a.approximate != b.approximate:
+                return False
+            if isinstance(a, nn.PReLU) and a.weight.shape != b.weight.shape:
+                return False
+            if not isinstance(a, (nn.Linear, nn.BatchNorm1d, nn.Dropout, nn.PReLU) + _ELEMENTWISE):
+                return False
+    return isinstance(first[0], nn.Linear)
+
+
+def _batch_norm(norms: Sequence[nn.BatchNorm1d], x: torch.Tensor) -> torch.Tensor:
+    """Each norm on its own block of channels of ``x [B, E * C]``, as one ``batch_norm`` call; the
+    norms' running statistics are updated as their own forward passes would update them."""
+    first = norms[0]
+    update = first.training and first.track_running_stats
+    factor = 0.0 if first.momentum is None else first.momentum
+    if update:
+        for n in norms:
+            n.num_batches_tracked.add_(1)
+        if first.momentum is None:  # cumulative average
+            factor = 1.0 / float(first.num_batches_tracked)
+    stats = first.track_running_stats
+    mean = torch.cat([n.running_mean for n in norms]) if stats else None
+    var = torch.cat([n.running_var for n in norms]) if stats else None
+    weight = torch.cat([n.weight for n in norms]) if first.affine else None
+    bias = torch.cat([n.bias for n in norms]) if first.affine else None
+    out = torch.nn.functional.batch_norm(x, mean, var, weight, bias, first.training or not stats, factor, first.eps)
+    if update:
+        with torch.no_grad():
+            for n, m, v in zip(norms, mean.chunk(len(norms)), var.chunk(len(norms))):
+                n.running_mean.copy_(m)
+                n.running_var.copy_(v)
+    return out
+
+
+def stacked_mlps(mlps: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """``torch.stack([m(x) for m in mlps], dim=1)`` (``[B, E, H]``) for MLPs of one layout, run
+    side by side: the first layer of all of them is one matrix product over the shared input, the
+    later ones one batched product, and each norm, activation and dropout is one call over every
+    MLP's channels. The parameters stay each MLP's own (the state dict does not change); the
+    result equals the loop up to float rounding, and dropout draws its masks in another order.
+    Anything else (one MLP, other layers, unequal layouts) runs the loop.
+    """
+    if x.dim() != 2 or not _same_structure(mlps):
+        return torch.stack([m(x) for m in mlps], dim=1)
+    count, batch = len(mlps), x.shape[0]
+    layers = list(zip(*(list(m.mlp) for m in mlps)))
+    h = None  # [B, E * C]
+    width = x.shape[1]
+    for group in layers:
+        first = group[0]
+        if isinstance(first, nn.Linear):
+            bias = torch.cat([g.bias for g in group]) if first.bias is not None else None
+            if h is None:  # the shared input: one product for every MLP's first layer
+                h = torch.nn.functional.linear(x, torch.cat([g.weight for g in group]), bias)
+            else:
+                weight = torch.stack([g.weight for g in group]).transpose(1, 2)  # [E, C_in, C_out]
+                blocks = h.view(batch, count, width).transpose(0, 1)  # [E, B, C_in]
+                out = (torch.baddbmm(bias.view(count, 1, -1), blocks, weight) if bias is not None
+                       else torch.bmm(blocks, weight))  # [E, B, C_out]
+                h = out.transpose(0, 1).reshape(batch, -1)
+            width = first.out_features
+        elif isinstance(first, nn.BatchNorm1d):
+            h = _batch_norm(group, h)
+        elif isinstance(first, nn.PReLU):
+            h = torch.nn.functional.prelu(h, torch.cat([g.weight.expand(width) for g in group]))
+        else:  # element-wise, or dropout with one rate: the same law for every channel
+            h = first(h)
+    return h.view(batch, count, width)

@@ -11,6 +11,7 @@ from trainhub.models import toy
 from trainhub.models.multitask.base import MultiTaskRecModel, check_task_types, hidden_mlp, last_linear_weight, tower
 from trainhub.models.registry import register_model
 from trainhub.nn import EmbeddingCollection
+from trainhub.nn.mlp import stacked_mlps
 
 
 def _example():
@@ -60,7 +61,7 @@ class MMOE(MultiTaskRecModel):
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         emb = self.embedding(x, self.features, squeeze_dim=True)  # [B, I]
-        experts = torch.stack([e(emb) for e in self.experts], dim=1)  # [B, E, H]
+        experts = stacked_mlps(self.experts, emb)  # [B, E, H], every expert side by side
         logits = []
         for gate, head in zip(self.gates, self.towers):
             weights = torch.softmax(gate(emb), dim=-1).unsqueeze(-1)  # [B, E, 1]
