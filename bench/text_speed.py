@@ -83,9 +83,11 @@ def bare_epoch(trainer, model, seed: int) -> tuple[float, int]:
     import torch
 
     from trainhub.engine import seed_everything
+    from trainhub.engine.malloc import retain_freed_memory
     from trainhub.text.sampling import MultiTaskLoader
     from trainhub.text.trainer import linear_warmup_schedule
 
+    retain_freed_memory()  # the process setting the trainer's loop applies on the CPU, so both compare alike
     tr = trainer.training
     seed_everything(seed)
     loader = MultiTaskLoader(trainer.train_dataloaders, tr.task_sampling, tr.sampling_temperature, tr.seed)
