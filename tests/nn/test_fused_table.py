@@ -76,3 +76,17 @@ def test_one_bad_id_among_many_features_is_named():
          "c": torch.tensor([0, 1])}
     with pytest.raises(ValueError, match=r"'b': id 5 is outside \[0, vocab_size=5\)"):
         coll(x, _features()[:3])
+
+
+@pytest.mark.parametrize("count", [0, 5, 16383, 16384, 20000, 32767, 32768, 40000])
+def test_fast_id_sort_is_the_stable_sort(count):
+    from trainhub.nn.fused_table import _groups, _sort_ids
+
+    g = torch.Generator().manual_seed(count)
+    ids = torch.randint(0, 500, (count,), generator=g)  # many repeats: stability shows in the order
+    expected_ids, expected_order = torch.sort(ids, stable=True)
+    sorted_ids, order = _sort_ids(ids, 500)
+    assert torch.equal(sorted_ids.long(), expected_ids) and torch.equal(order, expected_order)
+    rows, order, offsets = _groups(ids, 500)
+    assert rows.dtype == torch.int64 and torch.equal(rows, torch.unique(ids))
+    assert torch.equal(ids[order[offsets]], rows)  # each run starts at its id
