@@ -104,3 +104,52 @@ def test_stacked_dropout_keeps_the_rate():
         nn.init.zeros_(e.mlp[0].bias)
     out = stacked_mlps(experts, torch.ones(256, 12))
     assert abs(float((out == 0).float().mean()) - 0.5) < 0.02
+
+
+def test_stacked_mlps_take_the_loop_where_side_by_side_would_differ():
+    x = torch.randn(16, 12)
+
+    def check(experts):
+        for e in experts:
+            e.eval()
+        torch.testing.assert_close(stacked_mlps(experts, x), torch.stack([m(x) for m in experts], dim=1))
+
+    hooked = _experts(2, dims=[8], output_layer=False)
+    calls = []
+    hooked[1].mlp[0].register_forward_hook(lambda *_: calls.append(1))
+    check(hooked)
+    assert calls  # the hook ran, as in the loop
+
+    class Leaky(nn.LeakyReLU):  # a subclass may carry its own state: exact types only
+        def __init__(self, slope):
+            super().__init__(slope)
+
+    subclassed = _experts(2, dims=[8], output_layer=False)
+    subclassed[0].mlp[2], subclassed[1].mlp[2] = Leaky(0.1), Leaky(0.3)
+    check(subclassed)
+
+    counted = _experts(2, dims=[8], output_layer=False)
+    for e, n in zip(counted, (3, 7)):
+        e.mlp[1].momentum = None  # cumulative averages weigh by each norm's own count
+        e.mlp[1].num_batches_tracked.fill_(n)
+    for e in counted:
+        e.train()
+    stacked_mlps(counted, x)
+    loop = _experts(2, dims=[8], output_layer=False)
+    for e, n in zip(loop, (3, 7)):
+        e.mlp[1].momentum = None
+        e.mlp[1].num_batches_tracked.fill_(n)
+        e.train()
+        e(x)
+    for a, b in zip(counted, loop):
+        torch.testing.assert_close(a.mlp[1].running_mean, b.mlp[1].running_mean)
+
+    empty = [MLP(12, output_layer=False), MLP(12, output_layer=False)]  # no layers: the input twice
+    torch.testing.assert_close(stacked_mlps(empty, x), torch.stack([x, x], dim=1))
+
+
+def test_stacked_mlps_of_an_empty_batch():
+    experts = _experts(3, dims=[8, 4], output_layer=True)
+    for e in experts:
+        e.eval()
+    assert stacked_mlps(experts, torch.randn(0, 12)).shape == (0, 3, 1)

@@ -257,7 +257,13 @@ def test_hybrid_optimizer_schedulers_move_both_learning_rates_and_state_round_tr
     assert other.rowwise.param_groups[0]["lr"] == pytest.approx(0.005)
 
 
-@pytest.mark.parametrize("optimizer_fn", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad])
+def test_sgd_and_adagrad_keep_their_kernel_for_sparse_dense_gradients():
+    for optimizer_fn in (torch.optim.SGD, torch.optim.Adagrad):
+        opt = build_optimizer(Tiny(True).parameters(), optimizer_fn, {"lr": 0.1})
+        assert not opt.dense.defaults.get("fused")
+
+
+@pytest.mark.parametrize("optimizer_fn", [torch.optim.Adam, torch.optim.AdamW])
 def test_dense_weights_take_the_fused_kernel_unless_the_user_chose(optimizer_fn):
     params = {"lr": 0.05, "weight_decay": 1e-3}
     opt = build_optimizer(Tiny(True).parameters(), optimizer_fn, params)

@@ -125,6 +125,20 @@ def test_all_in_batch_softmax_equals_the_loss_over_positive_and_valid_negatives(
             torch.testing.assert_close(a, b)
 
 
+def test_a_learnable_temperature_gets_its_gradient_even_at_one():
+    torch.manual_seed(0)
+    towers = _Towers(torch.randn(5, 3), torch.randn(5, 3), temperature=nn.Parameter(torch.ones(1, dtype=torch.float64)))
+    x = {"user": torch.arange(5), "item": torch.arange(5)}
+    ListwiseSoftmax().candidate_loss(InBatchNegatives()(towers, x)).backward()
+    assert towers.temperature.grad is not None and float(towers.temperature.grad.abs()) > 0
+
+
+def test_all_in_batch_loss_of_a_rank_without_rows_is_zero():
+    # under DDP a rank may hold no rows of its own while the gathered items are not empty
+    cands = AllInBatch(torch.zeros(0, 4), torch.zeros(0), torch.arange(4), offset=4)
+    assert float(ListwiseSoftmax().candidate_loss(cands)) == 0.0
+
+
 def test_in_batch_never_uses_a_duplicate_of_the_positive_and_samples_ratio():
     user, item = torch.randn(4, 3), torch.randn(3, 3)
     x = {"user": torch.arange(4), "item": torch.tensor([0, 1, 0, 2])}  # rows 0 and 2 share an item

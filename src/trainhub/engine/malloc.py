@@ -35,11 +35,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt() parameters, <malloc.h
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES",
                   "LD_PRELOAD")
 _applied: bool | None = None
+applied_mmap_threshold: int | None = None  # what glibc accepted, once applied
 
 
 def retain_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds once per process; True when they are in effect."""
-    global _applied
+    global _applied, applied_mmap_threshold
     if _applied is not None:
         return _applied
     _applied = False
@@ -54,5 +55,11 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _applied = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    # Older glibc caps the mmap threshold at 32 MiB (HEAP_MAX_SIZE / 2) and refuses more.
+    for threshold in (MMAP_THRESHOLD, 32 << 20):
+        if mallopt(_M_MMAP_THRESHOLD, threshold) == 1:
+            applied_mmap_threshold = threshold
+            break
+    trimmed = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    _applied = applied_mmap_threshold is not None and trimmed
     return _applied

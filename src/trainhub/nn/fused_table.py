@@ -78,7 +78,9 @@ def _sort_ids(ids: torch.Tensor, num_rows: int | None) -> tuple[torch.Tensor, to
     """``torch.sort(ids, stable=True)`` for row ids below ``num_rows``, in its fastest form: 32-bit
     keys when the rows fit (fewer radix passes), and on the CPU a batch of 16,384-32,767 ids
     padded to the radix sort's size with ids that sort last and are dropped again (the stable
-    sort keeps the real ids' order). The sorted ids come back as int32 when they were sorted so."""
+    sort keeps the real ids' order). The sorted ids come back as int32 when they were sorted so.
+    The ids must lie in ``[0, num_rows)``: they are not checked here (``EmbeddingCollection``
+    checks them), and larger ones would wrap in 32 bits."""
     if num_rows is None or num_rows >= 2**31 - 1:
         return torch.sort(ids, stable=True)
     keys = ids.to(torch.int32)

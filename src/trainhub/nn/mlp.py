@@ -127,28 +127,49 @@ class MLP(nn.Module):
         return self.mlp(x)
 
 
-_ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.Identity)
+# Layers stacked_mlps runs over every MLP's channels at once, by exact type (a subclass may hold
+# its own parameters or behave otherwise).
+_ELEMENTWISE = {nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.Identity}
+_STACKABLE = _ELEMENTWISE | {nn.Linear, nn.BatchNorm1d, nn.PReLU, nn.Dropout, Dropout}
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(m, h, None) for m in module.modules() for h in hooks)
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as torch_module
+
+    names = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+             "_global_backward_pre_hooks")
+    return any(getattr(torch_module, n, None) for n in names)
 
 
 def _same_structure(mlps: Sequence[nn.Module]) -> bool:
     """Whether ``mlps`` are :class:`MLP` s of one layout made only of layers :func:`stacked_mlps`
-    can run side by side (Linear, BatchNorm1d, element-wise activations, PReLU, Dropout)."""
+    can run side by side (Linear, BatchNorm1d, element-wise activations, PReLU, Dropout), with no
+    hooks (pruning, weight norm, user hooks act per module and would be skipped)."""
     if len(mlps) < 2 or not all(type(m) is MLP for m in mlps):
         return False
     first = list(mlps[0].mlp)
+    if not first or type(first[0]) is not nn.Linear or _global_hooks() or any(_has_hooks(m) for m in mlps):
+        return False
     for m in mlps[1:]:
         layers = list(m.mlp)
         if len(layers) != len(first):
             return False
         for a, b in zip(first, layers):
-            if type(a) is not type(b):
+            if type(a) is not type(b) or type(a) not in _STACKABLE:
                 return False
             if isinstance(a, nn.Linear) and (a.weight.shape != b.weight.shape or (a.bias is None) != (b.bias is None)):
                 return False
             if isinstance(a, nn.BatchNorm1d) and (
                     (a.num_features, a.eps, a.momentum, a.affine, a.track_running_stats, a.training)
-                    != (b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats, b.training)):
-                return False
+                    != (b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats, b.training)
+                    or (a.momentum is None and a.track_running_stats
+                        and int(a.num_batches_tracked) != int(b.num_batches_tracked))):
+                return False  # a cumulative average weighs each norm by its own batch count
             if isinstance(a, nn.Dropout) and (a.p, a.training) != (b.p, b.training):
                 return False
             if isinstance(a, nn.LeakyReLU) and a.negative_slope != b.negative_slope:
@@ -157,9 +178,7 @@ def _same_structure(mlps: Sequence[nn.Module]) -> bool:
                 return False
             if isinstance(a, nn.PReLU) and a.weight.shape != b.weight.shape:
                 return False
-            if not isinstance(a, (nn.Linear, nn.BatchNorm1d, nn.Dropout, nn.PReLU) + _ELEMENTWISE):
-                return False
-    return isinstance(first[0], nn.Linear)
+    return True
 
 
 def _batch_norm(norms: Sequence[nn.BatchNorm1d], x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +231,7 @@ def stacked_mlps(mlps: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
                 blocks = h.view(batch, count, width).transpose(0, 1)  # [E, B, C_in]
                 out = (torch.baddbmm(bias.view(count, 1, -1), blocks, weight) if bias is not None
                        else torch.bmm(blocks, weight))  # [E, B, C_out]
-                h = out.transpose(0, 1).reshape(batch, -1)
+                h = out.transpose(0, 1).reshape(batch, count * first.out_features)
             width = first.out_features
         elif isinstance(first, nn.BatchNorm1d):
             h = _batch_norm(group, h)

@@ -155,8 +155,10 @@ def build_optimizer(params: Iterable, optimizer_fn: Callable, optimizer_params: 
     return HybridOptimizer(dense, rowwise)
 
 
-# torch.optim classes whose ``fused=True`` kernel runs on the CPU and on CUDA.
-_FUSED = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad)
+# torch.optim classes whose ``fused=True`` kernel runs on the CPU and on CUDA and takes every
+# gradient the for-loop kernel takes (fused SGD and Adagrad refuse sparse gradients, which an
+# ``nn.Embedding(sparse=True)`` among the dense parameters would give them).
+_FUSED = (torch.optim.Adam, torch.optim.AdamW)
 
 
 def _fused_default(optimizer_fn: Callable, optimizer_params: dict, groups: list[dict]) -> dict:

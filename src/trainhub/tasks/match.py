@@ -307,10 +307,14 @@ class InBatchNegatives:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             item, offset = all_gather_rows(item)  # [N, D]: every rank's items, with gradients
         base = unwrap_model(model)
+        # The users are divided, not the [B, N] scores: fewer elements, and a positive factor
+        # commutes with the best-interest max. A tensor temperature (maybe learnable) always divides.
         temperature = getattr(base, "temperature", 1.0)
-        # the users are divided, not the [B, N] scores: fewer elements, and a positive factor
-        # commutes with the best-interest max
-        scores = interest_scores(user / temperature if temperature != 1.0 else user, item)  # [B, N]
+        if isinstance(temperature, torch.Tensor):
+            user = user / temperature.to(user.dtype)
+        elif temperature != 1.0:
+            user = user / temperature
+        scores = interest_scores(user, item)  # [B, N]
         batch, total = scores.shape
         rows = torch.arange(batch, device=scores.device)
         positive = scores[rows, rows + offset]
@@ -401,8 +405,8 @@ class AllInBatch(Candidates):
         """The mean over rows of ``-log softmax`` of the positive against its valid negatives."""
         batch, total = self.scores.shape
         distinct = int(self.groups.max()) + 1 if total else 0
-        if distinct <= 1:
-            return _softmax_ce(Candidates(self.pos, self.neg, self.valid))  # no row has a negative
+        if batch == 0 or distinct <= 1:  # no row, or no row with a negative
+            return _softmax_ce(Candidates(self.pos, self.neg, self.valid))
         rows = torch.arange(batch, device=self.scores.device)
         target = rows + self.offset
         logits = self.scores
