@@ -11,6 +11,7 @@ from trainhub.models import toy
 from trainhub.models.multitask.base import MultiTaskRecModel, check_task_types, hidden_mlp, last_linear_weight, tower
 from trainhub.models.registry import register_model
 from trainhub.nn import EmbeddingCollection
+from trainhub.nn.mlp import stacked_mlps
 
 
 def _example():
@@ -41,15 +42,32 @@ class CGCLevel(nn.Module):
         weights = torch.softmax(gate(gate_input), dim=-1).unsqueeze(-1)  # [B, E, 1]
         return (weights * experts).sum(dim=1)  # [B, H]
 
+    def _experts(self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor):
+        """Each task's specific experts ``[B, S, H]`` and the shared ones ``[B, Sh, H]``, run side by
+        side (:func:`stacked_mlps`): all of them at once where every input is the same tensor (the
+        first level), else one group per input."""
+        groups = [list(experts) for experts in self.specific] + [list(self.shared)]
+        if all(inp is shared_input for inp in task_inputs):
+            flat = [e for g in groups for e in g]
+            out = stacked_mlps(flat, shared_input) if flat else None
+            parts = list(out.split([len(g) for g in groups], dim=1)) if out is not None else []
+        else:
+            parts = [stacked_mlps(g, inp) if g else None for g, inp in zip(groups, [*task_inputs, shared_input])]
+        return parts[:-1], parts[-1]
+
     def forward(self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor):
-        shared = [e(shared_input) for e in self.shared]
-        specific = [[e(inp) for e in experts] for experts, inp in zip(self.specific, task_inputs)]
-        task_outputs = [self._mix(gate, inp, torch.stack(spec + shared, dim=1))
+        specific, shared = self._experts(task_inputs, shared_input)
+        task_outputs = [self._mix(gate, inp, _join([spec, shared]))
                         for gate, inp, spec in zip(self.task_gates, task_inputs, specific)]
         if self.shared_gate is None:
             return task_outputs, None
-        everything = torch.stack([e for spec in specific for e in spec] + shared, dim=1)  # [B, T*S+Sh, H]
+        everything = _join([*specific, shared])  # [B, T*S+Sh, H]
         return task_outputs, self._mix(self.shared_gate, shared_input, everything)
+
+
+def _join(parts: list[torch.Tensor | None]) -> torch.Tensor:
+    present = [p for p in parts if p is not None and p.shape[1]]
+    return present[0] if len(present) == 1 else torch.cat(present, dim=1)
 
 
 @register_model("multitask", _example)
