@@ -133,6 +133,23 @@ def test_a_learnable_temperature_gets_its_gradient_even_at_one():
     assert towers.temperature.grad is not None and float(towers.temperature.grad.abs()) > 0
 
 
+def test_all_in_batch_loss_with_an_offset_matches_the_explicit_softmax():
+    """A rank's rows against every rank's items (positives at ``offset + i``), items repeating."""
+    torch.manual_seed(0)
+    user, table = torch.randn(4, 3, requires_grad=True), torch.randn(5, 3, requires_grad=True)
+    ids = torch.tensor([2, 0, 1, 2, 0, 3, 2, 4])  # all ranks' items; this rank's positives are ids[4:]
+    scores = user @ table[ids].T
+    rows = torch.arange(4)
+    cands = AllInBatch(scores, scores[rows, rows + 4], torch.unique(ids, return_inverse=True)[1], offset=4)
+    explicit = Candidates(cands.pos, cands.neg, cands.valid)
+    assert torch.equal(cands.valid, ids[4:, None] != ids[None, :])
+    fast, slow = ListwiseSoftmax().candidate_loss(cands), ListwiseSoftmax().candidate_loss(explicit)
+    assert fast.item() == pytest.approx(slow.item(), abs=1e-6)
+    fast_grads = torch.autograd.grad(fast, (user, table), retain_graph=True)
+    for a, b in zip(fast_grads, torch.autograd.grad(slow, (user, table))):
+        torch.testing.assert_close(a, b)
+
+
 def test_all_in_batch_loss_of_a_rank_without_rows_is_zero():
     # under DDP a rank may hold no rows of its own while the gathered items are not empty
     cands = AllInBatch(torch.zeros(0, 4), torch.zeros(0), torch.arange(4), offset=4)

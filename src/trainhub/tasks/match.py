@@ -384,7 +384,7 @@ class AllInBatch(Candidates):
 
     The softmax cross-entropy is taken on the score matrix directly (the negatives and their
     validity mask, ``[B, N]`` each, are built only when something asks for them): one
-    ``cross_entropy`` when no item repeats in the batch, one mask otherwise.
+    ``cross_entropy``, with a per-row correction when items repeat in the batch.
     """
 
     def __init__(self, scores: torch.Tensor, positive: torch.Tensor, groups: torch.Tensor, offset: int):
@@ -407,14 +407,19 @@ class AllInBatch(Candidates):
         distinct = int(self.groups.max()) + 1 if total else 0
         if batch == 0 or distinct <= 1:  # no row, or no row with a negative
             return _softmax_ce(Candidates(self.pos, self.neg, self.valid))
-        rows = torch.arange(batch, device=self.scores.device)
-        target = rows + self.offset
-        logits = self.scores
-        if distinct < total:  # repeated items: a repeat of the positive is not a negative
-            repeat = _same_as(self.groups, self.offset, batch)
-            repeat[rows, target] = False
-            logits = logits.masked_fill(repeat, float("-inf"))
-        return F.cross_entropy(logits, target)
+        target = torch.arange(batch, device=self.scores.device) + self.offset
+        if distinct == total:
+            return F.cross_entropy(self.scores, target)
+        # Repeated items: a repeat of the row's positive is no negative. Its column holds exactly
+        # the positive's score (same embedding), so leaving the r repeats out of the softmax is
+        #   loss = CE_all + log(1 - r * p),   p = exp(-CE_all), the positive's share over all columns,
+        # per row, with no [B, N] mask. The gradient then reaches the repeats' columns as well as the
+        # positive's, which changes no parameter's gradient: both columns are the same function of
+        # the parameters, and their gradients add up to the positive's gradient with the mask.
+        ce = F.cross_entropy(self.scores, target, reduction="none")  # [B]
+        row_groups = self.groups[self.offset:self.offset + batch]
+        repeats = torch.bincount(self.groups, minlength=distinct)[row_groups] - 1  # [B]
+        return (ce + torch.log1p(-repeats.to(ce.dtype) * torch.exp(-ce))).mean()
 
 
 class MatchTask:
