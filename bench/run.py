@@ -97,7 +97,21 @@ def quality_text(q: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in q.items())
 
 
-def table(summary: list[dict], meta: dict) -> str:
+def _dates_note(runs: list[dict], meta: dict) -> str:
+    """When a subset run replaced only its own cases, which cases were measured when."""
+    fallback = (meta.get("earlier") or {}).get("date", "an earlier run")
+    by_date: dict[str, list[str]] = {}
+    for run in runs:
+        cases = by_date.setdefault(run.get("date", fallback), [])
+        if run["case"] not in cases:
+            cases.append(run["case"])
+    if len(by_date) < 2:
+        return ""
+    parts = [f"{', '.join(cases)} at {date}" for date, cases in sorted(by_date.items(), reverse=True)]
+    return " Cases measured at different times: " + "; ".join(parts) + " (the load average is the latest run's)."
+
+
+def table(summary: list[dict], meta: dict, runs: list[dict] = ()) -> str:
     m = meta["machine"]
     load = f"load average {m['loadavg_start'][0]} at start, {m.get('loadavg_end', ['?'])[0]} at end"
     # At the start the load is other work's; at the end it includes the benchmark's own torch
@@ -108,7 +122,7 @@ def table(summary: list[dict], meta: dict) -> str:
     lines = [
         f"Machine: {m['nproc']} cores, {m['cpu']}; torch {meta.get('torch', '?')}, {m['torch_threads']} torch threads; "
         f"{meta['date']}; {load}; scale {meta['scale']}; median of {meta['repeats']} runs per library, "
-        "libraries alternating run by run, each run its own process.",
+        "libraries alternating run by run, each run its own process." + _dates_note(list(runs), meta),
         "",
         "| case | library | samples/s (median) | trainhub / Torch-RecHub | fit s | quality | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
@@ -215,7 +229,7 @@ def main() -> int:
         meta["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         summary = summarize(earlier + runs)
         json_path.write_text(json.dumps({"meta": meta, "summary": summary, "runs": earlier + runs}, indent=1) + "\n")
-        text = table(summary, meta)
+        text = table(summary, meta, earlier + runs)
         (out_dir / "speed.md").write_text(text)
         if scale == 1:
             update_readme(text)
@@ -225,7 +239,7 @@ def main() -> int:
         for repeat in range(repeats):
             for lib, python in runners:  # alternate: th, rh, th, rh, ...
                 result = run_once(python, lib, case, scale)
-                result["repeat"] = repeat
+                result["repeat"], result["date"] = repeat, meta["date"]
                 runs.append(result)
                 if "error" not in result:
                     print(f"[bench] {case:11s} {lib:13s} run {repeat}: {result['samples_per_s']:9,.0f} samples/s "
