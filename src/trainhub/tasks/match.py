@@ -414,8 +414,10 @@ class AllInBatch(Candidates):
         # the positive's score (same embedding), so leaving the r repeats out of the softmax is
         #   loss = CE_all + log(1 - r * p),   p = exp(-CE_all), the positive's share over all columns,
         # per row, with no [B, N] mask. The gradient then reaches the repeats' columns as well as the
-        # positive's, which changes no parameter's gradient: both columns are the same function of
-        # the parameters, and their gradients add up to the positive's gradient with the mask.
+        # positive's. For a repeat of the same item (the same id twice in a batch) that changes no
+        # parameter's gradient: both columns are the same function of the parameters, and their
+        # gradients add up to the positive's gradient with the mask. (Two different items whose
+        # embeddings happen to be bitwise equal share that gradient between them instead.)
         ce = F.cross_entropy(self.scores, target, reduction="none")  # [B]
         row_groups = self.groups[self.offset:self.offset + batch]
         repeats = torch.bincount(self.groups, minlength=distinct)[row_groups] - 1  # [B]
