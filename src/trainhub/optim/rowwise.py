@@ -472,13 +472,8 @@ class RowWiseAdam(RowWiseOptimizer):
                 # In slices of rows, so the temporaries stay small next to the table.
                 for start in range(0, p.shape[0], self.flush_rows):
                     rows = slice(start, start + self.flush_rows)
-                    block = state["moments"][rows]  # [n, 2, ...]
-                    # contiguous copies, written back after: the math on the strided halves of the
-                    # block (sqrt above all) is several times slower than the copies
-                    exp_avg, exp_avg_sq = (t.contiguous() for t in block.unbind(1))
+                    exp_avg, exp_avg_sq = state["moments"][rows].unbind(1)  # views: updated in place
                     self._catch_up(p[rows], exp_avg, exp_avg_sq, state["last"][rows], step + 1, group)
-                    block[:, 0].copy_(exp_avg)
-                    block[:, 1].copy_(exp_avg_sq)
                 state["last"].fill_(step)
                 self._flushed[p] = (step, p._version)
 
