@@ -174,10 +174,14 @@ def _catch_up_table(beta1: float, beta2: float, device: torch.device) -> torch.T
         r = beta1 / math.sqrt(beta2)
         j = torch.arange(1, _TABLE_STEPS + _TABLE_TERMS + 1, dtype=torch.float64)
         c = torch.sqrt(1 - beta2**j) / (1 - beta1**j)  # c[j - 1] = c(j)
-        i = torch.arange(1, _TABLE_TERMS + 1, dtype=torch.float64)
-        terms = r**i * c[torch.arange(_TABLE_STEPS).unsqueeze(1) + i.long() - 1]  # [S, M]: r^i c(s + i)
-        table = torch.cat([torch.zeros(_TABLE_STEPS, 1, dtype=torch.float64), terms.cumsum(1)], dim=1)
-        _catch_up_tables[key] = table.to(device=device, dtype=torch.float32)
+        # column by column: a float64 [S, M] intermediate would be ~5 MB per temporary, and
+        # the holes they leave in the heap stay in the process's resident memory
+        table = torch.zeros(_TABLE_STEPS, _TABLE_TERMS + 1, dtype=torch.float32)
+        acc = torch.zeros(_TABLE_STEPS, dtype=torch.float64)
+        for i in range(1, _TABLE_TERMS + 1):
+            acc.add_(c[i - 1:i - 1 + _TABLE_STEPS], alpha=r**i)  # += r^i c(s + i)
+            table[:, i] = acc
+        _catch_up_tables[key] = table.to(device=device)
     return _catch_up_tables[key]
 
 
