@@ -153,3 +153,93 @@ def test_stacked_mlps_of_an_empty_batch():
     for e in experts:
         e.eval()
     assert stacked_mlps(experts, torch.randn(0, 12)).shape == (0, 3, 1)
+
+
+def _parts_and_reference(seed=0):
+    torch.manual_seed(seed)
+    emb = torch.randn(32, 3, 4, requires_grad=True)  # a lookup block
+    dense = torch.randn(32, 5)  # dense values: no gradient
+    parts = [emb.flatten(1), dense]
+    return emb, dense, parts
+
+
+def test_linear_of_parts_equals_the_concatenated_linear_with_its_gradients():
+    from trainhub.nn.mlp import linear_of_parts
+
+    emb, dense, parts = _parts_and_reference()
+    linear = nn.Linear(17, 6)
+    out = linear_of_parts(linear, parts)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    got = (out.detach(), linear.weight.grad.clone(), linear.bias.grad.clone(), emb.grad.clone())
+    linear.zero_grad()
+    emb.grad = None
+    ref = linear(torch.cat([emb.flatten(1), dense], dim=1))
+    ref.backward(grad_out)
+    want = (ref.detach(), linear.weight.grad, linear.bias.grad, emb.grad)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    assert out.grad_fn is not None and "LinearOfParts" in type(out.grad_fn).__name__
+
+
+def test_linear_of_parts_without_bias_and_with_every_piece_needing_a_gradient():
+    from trainhub.nn.mlp import linear_of_parts
+
+    a, b = torch.randn(8, 3, requires_grad=True), torch.randn(8, 2, requires_grad=True)
+    linear = nn.Linear(5, 4, bias=False)
+    linear_of_parts(linear, [a, b]).square().sum().backward()
+    grads = (a.grad.clone(), b.grad.clone(), linear.weight.grad.clone())
+    a.grad = b.grad = linear.weight.grad = None
+    linear(torch.cat([a, b], 1)).square().sum().backward()
+    for got, want in zip(grads, (a.grad, b.grad, linear.weight.grad)):
+        torch.testing.assert_close(got, want)
+
+
+def test_linear_of_parts_takes_the_concatenated_form_where_it_must():
+    from trainhub.nn.mlp import linear_of_parts
+
+    _, _, parts = _parts_and_reference()
+    linear = nn.Linear(17, 6)
+    seen = []
+    handle = linear.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    linear_of_parts(linear, parts)
+    handle.remove()
+    assert seen == [(32, 17)]  # the hook saw the whole input
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear_of_parts(linear, parts)
+    assert out.dtype == torch.bfloat16 and "LinearOfParts" not in type(out.grad_fn).__name__
+    with pytest.raises(RuntimeError):  # widths that do not add up fail as the concatenated form does
+        linear_of_parts(linear, parts[:1] + [torch.randn(32, 2)])
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_mlp_takes_a_list_of_pieces_as_their_concatenation(batch_norm):
+    emb, dense, parts = _parts_and_reference()
+    torch.manual_seed(1)
+    mlp = MLP(17, dims=[8, 4], dropout=0.0, batch_norm=batch_norm)
+    out = mlp(parts)
+    out.sum().backward()
+    grads = [p.grad.clone() for p in mlp.parameters()] + [emb.grad.clone()]
+    stats = [b.clone() for b in mlp.buffers()]
+    torch.manual_seed(1)
+    ref_mlp = MLP(17, dims=[8, 4], dropout=0.0, batch_norm=batch_norm)
+    emb.grad = None
+    ref = ref_mlp(torch.cat(parts, dim=1))
+    ref.sum().backward()
+    torch.testing.assert_close(out, ref)
+    for got, want in zip(grads, [p.grad for p in ref_mlp.parameters()] + [emb.grad]):
+        torch.testing.assert_close(got, want)
+    for got, want in zip(stats, ref_mlp.buffers()):
+        torch.testing.assert_close(got, want)
+    mlp.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(mlp([emb.flatten(1), dense]), mlp(torch.cat([emb.flatten(1), dense], 1)))
+
+
+def test_mlp_with_a_hook_on_its_first_layer_sees_the_whole_input():
+    _, _, parts = _parts_and_reference()
+    mlp = MLP(17, dims=[8])
+    seen = []
+    mlp.mlp[0].register_forward_pre_hook(lambda m, i: seen.append(i[0].shape))
+    mlp(parts)
+    assert seen == [(32, 17)]

@@ -12,7 +12,8 @@ from torch import nn
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
 from trainhub.nn.fused_table import FusedTable, is_tracing
 
-__all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require", "stack_fields", "concat_fields"]
+__all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require", "stack_fields", "concat_fields",
+           "concat_parts", "embeddings_then_dense"]
 
 
 def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -124,10 +125,19 @@ def stack_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     return block if block is not None else torch.stack(list(parts), dim=-2)
 
 
-def concat_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat([p.flatten(1) for p in parts], dim=1)``, taking every run of parts that fills a
-    whole lookup block as one flat view: one copy into the result instead of one per field."""
+def concat_parts(parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The 2-D pieces :func:`concat_fields` joins: every run of parts that fills a whole lookup
+    block as one flat view of it, and every run of other parts (dense values, single fields) joined
+    into one ``[B, d]`` piece. An :class:`~trainhub.nn.MLP` takes the list as it is and never builds
+    the whole concatenation."""
     pieces: list[torch.Tensor] = []
+    loose: list[torch.Tensor] = []
+
+    def join_loose() -> None:
+        if loose:
+            pieces.append(loose[0] if len(loose) == 1 else torch.cat(loose, dim=1))
+            loose.clear()
+
     i = 0
     while i < len(parts):
         j = i + 1
@@ -136,11 +146,28 @@ def concat_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
                 j += 1
         block = _block_slice(parts[i:j]) if j - i > 1 else None
         if block is not None and block.is_contiguous():
+            join_loose()
             pieces.append(block.flatten(1))
         else:
-            pieces.extend(p.flatten(1) for p in parts[i:j])
+            loose.extend(p.flatten(1) for p in parts[i:j])
         i = j
+    join_loose()
+    return pieces
+
+
+def concat_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat([p.flatten(1) for p in parts], dim=1)``, taking every run of parts that fills a
+    whole lookup block as one flat view: one copy into the result instead of one per field."""
+    pieces = concat_parts(parts)
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+
+def embeddings_then_dense(features: Sequence[object], values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``values`` (one per feature) reordered as ``squeeze_dim=True`` lays them out: the
+    embeddings in feature order, then the dense values in feature order (Torch-RecHub's layout, so
+    a first layer's weight columns mean the same in both libraries)."""
+    dense = [isinstance(f, DenseFeature) for f in features]
+    return [v for v, d in zip(values, dense) if not d] + [v for v, d in zip(values, dense) if d]
 
 
 class TableView:
@@ -340,11 +367,18 @@ class EmbeddingCollection(nn.Module):
         concat sequence ``[B, L, D]``, dense ``[B, d]``."""
         return self.embed_many([feature], x)[0]
 
+    def flat_parts(self, x: Mapping[str, torch.Tensor], features: Sequence[object]) -> list[torch.Tensor]:
+        """The ``[B, d]`` pieces whose concatenation along dim 1 is ``self(x, features,
+        squeeze_dim=True)``. An :class:`~trainhub.nn.MLP` takes the list as its input and skips
+        the concatenated copy."""
+        return concat_parts(embeddings_then_dense(features, self.embed_many(features, x)))
+
     def forward(
         self, x: Mapping[str, torch.Tensor], features: Sequence[object], squeeze_dim: bool = False
     ) -> torch.Tensor:
         if squeeze_dim:
-            return concat_fields(self.embed_many(features, x))  # [B, sum dims]
+            parts = self.flat_parts(x, features)
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, sum dims]
         id_features = [f for f in features if not isinstance(f, DenseFeature)]
         if len(id_features) != len(features):
             dense = [f.name for f in features if isinstance(f, DenseFeature)]

@@ -7,7 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "activation_layer", "Dice", "Dropout", "stacked_mlps"]
+from trainhub.nn.fused_table import is_tracing
+
+__all__ = ["MLP", "activation_layer", "Dice", "Dropout", "linear_of_parts", "stacked_mlps"]
 
 
 class Dropout(nn.Dropout):
@@ -123,8 +125,72 @@ class MLP(nn.Module):
         self.output_dim = width
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """``x [B, input_dim]``, or a list of ``[B, d_i]`` pieces that are its columns in order
+        (:meth:`EmbeddingCollection.flat_parts`): the first layer then reads the pieces where
+        they are, with no concatenated copy and no input gradient for a piece that needs none."""
+        if isinstance(x, (list, tuple)):
+            layers = list(self.mlp)
+            if not layers or type(layers[0]) is not nn.Linear or _global_hooks() or any(
+                    _has_hooks(m, recurse=False) for m in (self, self.mlp, layers[0])):
+                return self.mlp(torch.cat(list(x), dim=1) if len(x) > 1 else x[0])
+            h = linear_of_parts(layers[0], x)
+            for layer in layers[1:]:
+                h = layer(h)
+            return h
         return self.mlp(x)
+
+
+class _LinearOfParts(torch.autograd.Function):
+    """``linear(torch.cat(parts, dim=1), weight, bias)`` as one product per piece."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, *parts):
+        start, out = 0, None
+        for p in parts:
+            w_t = weight[:, start:start + p.shape[1]].t()
+            if out is None:
+                out = torch.addmm(bias, p, w_t) if bias is not None else torch.mm(p, w_t)
+            else:
+                out.addmm_(p, w_t)
+            start += p.shape[1]
+        ctx.save_for_backward(weight, *parts)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        weight, *parts = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grads, start = [], 0
+        for i, p in enumerate(parts):
+            grads.append(grad.mm(weight[:, start:start + p.shape[1]]) if needs[2 + i] else None)
+            start += p.shape[1]
+        grad_weight = torch.cat([grad.t().mm(p) for p in parts], dim=1) if needs[0] else None
+        grad_bias = grad.sum(0) if needs[1] else None
+        return grad_weight, grad_bias, *grads
+
+
+def linear_of_parts(linear: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``linear(torch.cat(parts, dim=1))`` for 2-D ``parts``, without the concatenated copy.
+
+    Each piece is multiplied by its block of columns of the weight, and the backward pass computes
+    input gradients only for the pieces that need one (a model's dense values need none, and the
+    product for the whole width would be wasted on them; an odd width such as ``26 * 16 + 13`` also
+    takes a slower matrix-product kernel than the embeddings' ``26 * 16``). The result equals the
+    concatenated form up to float rounding. Hooks, autocast, tracing and compiling take the
+    concatenated form.
+    """
+    parts = list(parts)
+    if len(parts) == 1:
+        return linear(parts[0])
+    weight, bias = linear.weight, linear.bias
+    if (type(linear) is not nn.Linear or _global_hooks() or _has_hooks(linear)
+            or torch.is_autocast_enabled(weight.device.type) or is_tracing()
+            or any(p.dim() != 2 or p.dtype != weight.dtype or p.shape[0] != parts[0].shape[0] for p in parts)
+            or sum(p.shape[1] for p in parts) != weight.shape[1]):
+        return linear(torch.cat(parts, dim=1))
+    return _LinearOfParts.apply(weight, bias, *parts)
 
 
 # Layers stacked_mlps runs over every MLP's channels at once, by exact type (a subclass may hold
@@ -133,9 +199,10 @@ _ELEMENTWISE = {nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.Identity
 _STACKABLE = _ELEMENTWISE | {nn.Linear, nn.BatchNorm1d, nn.PReLU, nn.Dropout, Dropout}
 
 
-def _has_hooks(module: nn.Module) -> bool:
+def _has_hooks(module: nn.Module, recurse: bool = True) -> bool:
     hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return any(getattr(m, h, None) for m in module.modules() for h in hooks)
+    modules = module.modules() if recurse else (module,)
+    return any(getattr(m, h, None) for m in modules for h in hooks)
 
 
 def _global_hooks() -> bool:

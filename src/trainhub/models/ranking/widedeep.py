@@ -39,5 +39,5 @@ class WideDeep(nn.Module):
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         wide = self.embedding(x, self.wide_features, squeeze_dim=True)  # [B, wide_dims]
-        deep = self.embedding(x, self.deep_features, squeeze_dim=True)  # [B, deep_dims]
+        deep = self.embedding.flat_parts(x, self.deep_features)  # pieces of [B, deep_dims]
         return (self.linear(wide) + self.mlp(deep)).squeeze(1)
