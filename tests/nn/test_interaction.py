@@ -37,3 +37,21 @@ def test_cross_net_v2_and_mix_keep_the_width_and_train():
         assert out.shape == (4, 6) and torch.isfinite(out).all()
         out.sum().backward()
         assert all(p.grad is not None for p in layer.parameters())
+
+
+def test_fm_gradient_equals_autograd_through_the_pairwise_sum():
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, 3, requires_grad=True)
+    out = FM(reduce_sum=True)(x)
+    assert "FMSum" in type(out.grad_fn).__name__
+    weights = torch.randn(5, 1)
+    (out * weights).sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    pairs = sum((x[:, i] * x[:, j]).sum(dim=1, keepdim=True) for i in range(4) for j in range(i + 1, 4))
+    (pairs * weights).sum().backward()
+    torch.testing.assert_close(out, pairs)
+    torch.testing.assert_close(got, x.grad)
+    x.grad = None
+    FM()(x).sum().backward()  # a gradient broadcast from a scalar (stride 0)
+    torch.testing.assert_close(x.grad, x.sum(dim=1, keepdim=True).detach() - x.detach())
