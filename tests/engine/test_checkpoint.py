@@ -59,3 +59,19 @@ def test_checkpointer_best_and_last(tmp_path):
     ck.save_resume({"model": model, "state": {"epoch": 3}})
     assert ck.has_best()
     assert ck.load_resume()["state"]["epoch"] == 3
+
+
+def test_resume_state_is_written_without_crc32s_and_the_setting_is_restored(tmp_path):
+    import zipfile
+
+    torch.serialization.set_crc32_options(True)
+    state = {"x": torch.arange(1000, dtype=torch.float32), "step": 7}
+    save_state(tmp_path / "s.ckpt", state)
+    assert torch.serialization.get_crc32_options() is True
+    back = load_state(tmp_path / "s.ckpt")
+    assert torch.equal(back["x"], state["x"]) and back["step"] == 7
+    records = {i.filename.rsplit("/", 1)[-1]: i.CRC for i in zipfile.ZipFile(tmp_path / "s.ckpt").infolist()}
+    assert records["0"] == 0  # the tensor's record: no CRC computed
+    with pytest.raises((AttributeError, pickle.PicklingError)):  # torch.save refuses it; the setting comes back
+        save_state(tmp_path / "bad.ckpt", {"f": lambda: 0})
+    assert torch.serialization.get_crc32_options() is True
