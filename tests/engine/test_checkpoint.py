@@ -75,3 +75,13 @@ def test_resume_state_is_written_without_crc32s_and_the_setting_is_restored(tmp_
     with pytest.raises((AttributeError, pickle.PicklingError)):  # torch.save refuses it; the setting comes back
         save_state(tmp_path / "bad.ckpt", {"f": lambda: 0})
     assert torch.serialization.get_crc32_options() is True
+
+
+def test_model_pth_keeps_its_crc32s(tmp_path):
+    import zipfile
+
+    from trainhub.trainers import CTRTrainer
+
+    trainer = CTRTrainer(nn.Linear(3, 1), model_path=tmp_path, n_epoch=1)
+    path = trainer.save_model()
+    assert zipfile.ZipFile(path).testzip() is None  # every record's CRC checks out

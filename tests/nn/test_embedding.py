@@ -99,16 +99,16 @@ def test_state_dict_names_tables_but_keep_vars_returns_the_live_fused_weight():
     assert not any(k.startswith("embedding.tables.") for k in live)
 
 
-def test_squeezed_layout_puts_dense_values_after_the_embeddings_and_flat_parts_join_to_it():
-    # Torch-RecHub's layout whatever the order of the list: a first layer's columns mean the same
-    feats = [DenseFeature("d1"), SparseFeature("a", 5, 4), DenseFeature("d2"), SparseFeature("b", 6, 4)]
+def test_squeezed_columns_follow_the_feature_list_and_flat_parts_join_to_them():
+    # the order of the list: a first layer's weight columns keep their meaning in saved models
+    feats = [DenseFeature("d1"), SparseFeature("a", 5, 4), SparseFeature("b", 6, 4), DenseFeature("d2")]
     coll = EmbeddingCollection(feats)
     x = {"a": torch.tensor([1, 2]), "b": torch.tensor([0, 5]), "d1": torch.tensor([0.5, 1.0]),
          "d2": torch.tensor([3.0, 4.0])}
     squeezed = coll(x, feats, squeeze_dim=True)
-    want = torch.cat([coll.embed_one(feats[1], x), coll.embed_one(feats[3], x),
-                      x["d1"].unsqueeze(1), x["d2"].unsqueeze(1)], dim=1)
+    want = torch.cat([x["d1"].unsqueeze(1), coll.embed_one(feats[1], x), coll.embed_one(feats[2], x),
+                      x["d2"].unsqueeze(1)], dim=1)
     assert torch.equal(squeezed, want)
     parts = coll.flat_parts(x, feats)
-    assert [p.shape[1] for p in parts] == [8, 2]  # one view of the lookup block, the dense values joined
+    assert [p.shape[1] for p in parts] == [1, 8, 1]  # the lookup block as one view
     assert torch.equal(torch.cat(parts, dim=1), want)

@@ -55,3 +55,22 @@ def test_fm_gradient_equals_autograd_through_the_pairwise_sum():
     x.grad = None
     FM()(x).sum().backward()  # a gradient broadcast from a scalar (stride 0)
     torch.testing.assert_close(x.grad, x.sum(dim=1, keepdim=True).detach() - x.detach())
+
+
+def test_fm_second_derivatives_and_func_grad_match_the_plain_form():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+
+    def plain(t):
+        total = t.sum(dim=1)
+        return 0.5 * ((total * total).sum(dim=1, keepdim=True) - (t * t).sum(dim=(1, 2)).unsqueeze(1))
+
+    def penalty(f):
+        (g,) = torch.autograd.grad(f(x).square().sum(), x, create_graph=True)
+        return torch.autograd.grad(g.square().sum(), x)[0]
+
+    fm = FM(reduce_sum=True)
+    torch.testing.assert_close(penalty(fm), penalty(plain))
+    assert torch.autograd.gradgradcheck(fm, (x,))
+    torch.testing.assert_close(torch.func.grad(lambda t: fm(t).sum())(x.detach()),
+                               torch.func.grad(lambda t: plain(t).sum())(x.detach()))

@@ -243,3 +243,41 @@ def test_mlp_with_a_hook_on_its_first_layer_sees_the_whole_input():
     mlp.mlp[0].register_forward_pre_hook(lambda m, i: seen.append(i[0].shape))
     mlp(parts)
     assert seen == [(32, 17)]
+
+
+def test_linear_of_parts_has_the_second_derivatives_and_func_transforms_of_the_concatenated_form():
+    from trainhub.nn.mlp import linear_of_parts
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, 2, dtype=torch.float64)
+    linear = nn.Linear(5, 4).double()
+
+    def penalty(f):  # a gradient penalty: differentiates through the backward pass
+        out = f([a, b])
+        (g,) = torch.autograd.grad((out * out).sum() + (a ** 3).sum(), a, create_graph=True)
+        grads = torch.autograd.grad(g.square().sum(), [a, linear.weight, linear.bias])
+        return out.detach(), grads
+
+    got = penalty(lambda parts: linear_of_parts(linear, parts))
+    want = penalty(lambda parts: linear(torch.cat(parts, dim=1)))
+    torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(lambda w, x: linear_of_parts(linear, [x, b]) * w.sum(),
+                                     (linear.weight, a))
+
+    params = dict(linear.named_parameters())
+    def of_parts(p, x):
+        return linear_of_parts(_with(linear, p), [x, b]).square().sum()
+    def whole(p, x):
+        return torch.func.functional_call(linear, p, (torch.cat([x, b], 1),)).square().sum()
+    torch.testing.assert_close(torch.func.grad(of_parts)(params, a.detach()), torch.func.grad(whole)(params, a.detach()))
+    per_row = torch.func.vmap(lambda x: linear_of_parts(linear, [x[None], b[:1]]).sum())(a.detach())
+    torch.testing.assert_close(per_row, linear(torch.cat([a.detach(), b[:1].expand(6, 2)], 1)).sum(1))
+
+
+def _with(linear, params):
+    """A Linear whose weight and bias are ``params`` (for torch.func.grad over them)."""
+    clone = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
+    del clone.weight, clone.bias
+    clone.weight, clone.bias = params["weight"], params["bias"]
+    return clone

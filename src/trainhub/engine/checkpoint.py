@@ -86,12 +86,16 @@ def load_weights(path: str | os.PathLike, model: nn.Module | None = None, strict
     return model
 
 
-def save_state(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Atomically ``torch.save`` a dict, turning modules/optimizers/schedulers into state dicts."""
+def save_state(path: str | os.PathLike, payload: dict[str, Any], *, zip_crc32: bool = False) -> Path:
+    """Atomically ``torch.save`` a dict, turning modules/optimizers/schedulers into state dicts.
+
+    ``zip_crc32=False`` (resume state) skips the zip records' CRC32s (:func:`_save_without_crc32`);
+    files meant for other tools (``model.pth``) pass ``True``.
+    """
     state = {k: _to_state_dict(v) for k, v in payload.items() if v is not None}
     if isinstance(payload.get("model"), nn.Module):
         state["model"] = plain_state_dict(payload["model"], copy=False)
-    return atomic_write(path, lambda tmp: _save_without_crc32(state, tmp))
+    return atomic_write(path, lambda tmp: torch.save(state, tmp) if zip_crc32 else _save_without_crc32(state, tmp))
 
 
 def _save_without_crc32(obj: Any, path: str) -> None:

@@ -13,7 +13,7 @@ from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
 from trainhub.nn.fused_table import FusedTable, is_tracing
 
 __all__ = ["EmbeddingCollection", "TableView", "masked_pool", "check_ids", "require", "stack_fields", "concat_fields",
-           "concat_parts", "embeddings_then_dense"]
+           "concat_parts"]
 
 
 def require(x: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -162,14 +162,6 @@ def concat_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
-def embeddings_then_dense(features: Sequence[object], values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """``values`` (one per feature) reordered as ``squeeze_dim=True`` lays them out: the
-    embeddings in feature order, then the dense values in feature order (Torch-RecHub's layout, so
-    a first layer's weight columns mean the same in both libraries)."""
-    dense = [isinstance(f, DenseFeature) for f in features]
-    return [v for v, d in zip(values, dense) if not d] + [v for v, d in zip(values, dense) if d]
-
-
 class TableView:
     """One logical table inside a fused weight: ``.weight`` is a view of its rows."""
 
@@ -215,7 +207,9 @@ class EmbeddingCollection(nn.Module):
     * ``squeeze_dim=False`` (default): ``[B, F, D]`` for sparse and pooled sequence features (all
       must share one ``embed_dim``); a ``"concat"`` sequence feature must be embedded alone and
       gives ``[B, L, D]``.
-    * ``squeeze_dim=True``: ``[B, sum of dims]``, dense values appended after the embeddings.
+    * ``squeeze_dim=True``: ``[B, sum of dims]``, each feature's columns in the order of
+      ``features`` (Torch-RecHub's ``EmbeddingLayer`` puts all dense values after the embeddings;
+      list dense features last to get its layout).
 
     Args:
         features: every feature the model may embed (dense ones are accepted and ignored).
@@ -371,7 +365,7 @@ class EmbeddingCollection(nn.Module):
         """The ``[B, d]`` pieces whose concatenation along dim 1 is ``self(x, features,
         squeeze_dim=True)``. An :class:`~trainhub.nn.MLP` takes the list as its input and skips
         the concatenated copy."""
-        return concat_parts(embeddings_then_dense(features, self.embed_many(features, x)))
+        return concat_parts(self.embed_many(features, x))
 
     def forward(
         self, x: Mapping[str, torch.Tensor], features: Sequence[object], squeeze_dim: bool = False

@@ -31,7 +31,7 @@ class FM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reduce_sum and x.dim() == 3 and x.requires_grad and torch.is_grad_enabled() and not is_tracing():
-            return _FMSum.apply(x)
+            return _FMSum.apply(x)[0]
         total = x.sum(dim=1)  # [B, D]
         if self.reduce_sum:  # products and sums: cheaper backward passes than pow
             return 0.5 * ((total * total).sum(dim=1, keepdim=True) - (x * x).sum(dim=(1, 2)).unsqueeze(1))
@@ -40,18 +40,28 @@ class FM(nn.Module):
 
 class _FMSum(torch.autograd.Function):
     """``FM(reduce_sum=True)`` with its gradient in one pass: ``d/dx_f = g * (sum_f x - x_f)``
-    (autograd's form takes four passes over ``[B, F, D]``)."""
+    (autograd's form takes four passes over ``[B, F, D]``). The backward pass is made of
+    differentiable operations on ``x``, so second derivatives and ``torch.func`` transforms see the
+    same function as the plain form."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(x):
         total = x.sum(dim=1)  # [B, D]
-        ctx.save_for_backward(x, total)
-        return 0.5 * ((total * total).sum(dim=1, keepdim=True) - (x * x).sum(dim=(1, 2)).unsqueeze(1))
+        out = 0.5 * ((total * total).sum(dim=1, keepdim=True) - (x * x).sum(dim=(1, 2)).unsqueeze(1))
+        return out, total
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(inputs[0], output[1])
+
+    @staticmethod
+    def backward(ctx, grad, _):
         x, total = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a second derivative must see the sum depend on x
+            total = x.sum(dim=1)
         return torch.addcmul((grad * total).unsqueeze(1), x, grad.reshape(-1, 1, 1), value=-1)
 
 

@@ -128,7 +128,9 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """``x [B, input_dim]``, or a list of ``[B, d_i]`` pieces that are its columns in order
         (:meth:`EmbeddingCollection.flat_parts`): the first layer then reads the pieces where
-        they are, with no concatenated copy and no input gradient for a piece that needs none."""
+        they are, with no concatenated copy and no input gradient for a piece that needs none.
+        Hooks on this module receive the list as given; with hooks on it, on ``self.mlp`` or on
+        the first layer, the pieces are concatenated first."""
         if isinstance(x, (list, tuple)):
             layers = list(self.mlp)
             if not layers or type(layers[0]) is not nn.Linear or _global_hooks() or any(
@@ -142,23 +144,30 @@ class MLP(nn.Module):
 
 
 class _LinearOfParts(torch.autograd.Function):
-    """``linear(torch.cat(parts, dim=1), weight, bias)`` as one product per piece."""
+    """``linear(torch.cat(parts, dim=1), weight, bias)`` as one product per piece. The backward
+    pass is made of differentiable operations on the inputs, so second derivatives and
+    ``torch.func`` transforms see the same function as the concatenated form."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, weight, bias, *parts):
+    def forward(weight, bias, *parts):
         start, out = 0, None
         for p in parts:
             w_t = weight[:, start:start + p.shape[1]].t()
             if out is None:
                 out = torch.addmm(bias, p, w_t) if bias is not None else torch.mm(p, w_t)
             else:
-                out.addmm_(p, w_t)
+                out = out.addmm_(p, w_t)
             start += p.shape[1]
-        ctx.save_for_backward(weight, *parts)
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    def setup_context(ctx, inputs, output):
+        weight, _, *parts = inputs
+        ctx.save_for_backward(weight, *parts)
+
+    @staticmethod
     def backward(ctx, grad):
         weight, *parts = ctx.saved_tensors
         needs = ctx.needs_input_grad
@@ -171,6 +180,13 @@ class _LinearOfParts(torch.autograd.Function):
         return grad_weight, grad_bias, *grads
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
 def linear_of_parts(linear: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """``linear(torch.cat(parts, dim=1))`` for 2-D ``parts``, without the concatenated copy.
 
@@ -178,15 +194,17 @@ def linear_of_parts(linear: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.T
     input gradients only for the pieces that need one (a model's dense values need none, and the
     product for the whole width would be wasted on them; an odd width such as ``26 * 16 + 13`` also
     takes a slower matrix-product kernel than the embeddings' ``26 * 16``). The result equals the
-    concatenated form up to float rounding. Hooks, autocast, tracing and compiling take the
-    concatenated form.
+    concatenated form up to float rounding (float32 and float64 weights; half-precision weights,
+    which would round after each piece, take the concatenated form, as do hooks, autocast, tracing
+    and compiling).
     """
     parts = list(parts)
     if len(parts) == 1:
         return linear(parts[0])
     weight, bias = linear.weight, linear.bias
     if (type(linear) is not nn.Linear or _global_hooks() or _has_hooks(linear)
-            or torch.is_autocast_enabled(weight.device.type) or is_tracing()
+            or weight.dtype not in (torch.float32, torch.float64)
+            or _autocast_on(weight.device.type) or is_tracing()
             or any(p.dim() != 2 or p.dtype != weight.dtype or p.shape[0] != parts[0].shape[0] for p in parts)
             or sum(p.shape[1] for p in parts) != weight.shape[1]):
         return linear(torch.cat(parts, dim=1))

@@ -233,7 +233,7 @@ class RecTrainer:
         """Save the model's weights (no ``module.`` prefix) with ``torch.save`` for
         Torch-RecHub-style loading: ``model.load_state_dict(torch.load(path, weights_only=True))``."""
         path = Path(path) if path is not None else self.model_path / self.model_filename
-        save_state(path, plain_state_dict(self.model, copy=False))
+        save_state(path, plain_state_dict(self.model, copy=False), zip_crc32=True)  # a file for any zip reader
         return path
 
     def evaluate(self, model: nn.Module, data_loader: Iterable) -> Any:

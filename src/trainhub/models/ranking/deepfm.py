@@ -8,7 +8,7 @@ from torch import nn
 from trainhub.models import toy
 from trainhub.models.registry import register_model
 from trainhub.nn import FM, LR, MLP, EmbeddingCollection
-from trainhub.nn.embedding import concat_parts, embeddings_then_dense, stack_fields
+from trainhub.nn.embedding import concat_parts, stack_fields
 
 
 def _example():
@@ -44,7 +44,6 @@ class DeepFM(nn.Module):
         union = list({f.name: f for f in self.fm_features + self.deep_features}.values())
         emb = dict(zip((f.name for f in union), self.embedding.embed_many(union, x)))
         fm_fields = stack_fields([emb[f.name] for f in self.fm_features])  # [B, F, D]
-        # the MLP's input as pieces (embeddings, then dense values): its first layer reads them in place
-        deep = concat_parts(embeddings_then_dense(self.deep_features, [emb[f.name] for f in self.deep_features]))
+        deep = concat_parts([emb[f.name] for f in self.deep_features])  # pieces of [B, deep_dims], read in place
         logit = self.linear(fm_fields.flatten(1)) + self.fm(fm_fields) + self.mlp(deep)
         return logit.squeeze(1)
