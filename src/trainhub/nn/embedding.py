@@ -125,18 +125,19 @@ def stack_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     return block if block is not None else torch.stack(list(parts), dim=-2)
 
 
-def concat_parts(parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The 2-D pieces :func:`concat_fields` joins: every run of parts that fills a whole lookup
-    block as one flat view of it, and every run of other parts (dense values, single fields) joined
-    into one ``[B, d]`` piece. An :class:`~trainhub.nn.MLP` takes the list as it is and never builds
-    the whole concatenation."""
+def _flat_pieces(parts: Sequence[torch.Tensor], join_loose: bool) -> list[torch.Tensor]:
+    """Each part flattened to ``[B, d]``, with every run of parts that fills a whole lookup block
+    taken as one flat view of it; with ``join_loose``, every run of other parts is joined into one
+    piece."""
     pieces: list[torch.Tensor] = []
     loose: list[torch.Tensor] = []
 
-    def join_loose() -> None:
-        if loose:
-            pieces.append(loose[0] if len(loose) == 1 else torch.cat(loose, dim=1))
-            loose.clear()
+    def flush_loose() -> None:
+        if len(loose) > 1 and join_loose:
+            pieces.append(torch.cat(loose, dim=1))
+        else:
+            pieces.extend(loose)
+        loose.clear()
 
     i = 0
     while i < len(parts):
@@ -146,19 +147,27 @@ def concat_parts(parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
                 j += 1
         block = _block_slice(parts[i:j]) if j - i > 1 else None
         if block is not None and block.is_contiguous():
-            join_loose()
+            flush_loose()
             pieces.append(block.flatten(1))
         else:
             loose.extend(p.flatten(1) for p in parts[i:j])
         i = j
-    join_loose()
+    flush_loose()
     return pieces
+
+
+def concat_parts(parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The 2-D pieces whose concatenation is :func:`concat_fields`: every run of parts that fills
+    a whole lookup block as one flat view of it, and every run of other parts (dense values,
+    single fields) joined into one ``[B, d]`` piece. An :class:`~trainhub.nn.MLP` takes the list
+    as it is and never builds the whole concatenation."""
+    return _flat_pieces(parts, join_loose=True)
 
 
 def concat_fields(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """``torch.cat([p.flatten(1) for p in parts], dim=1)``, taking every run of parts that fills a
     whole lookup block as one flat view: one copy into the result instead of one per field."""
-    pieces = concat_parts(parts)
+    pieces = _flat_pieces(parts, join_loose=False)
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
@@ -371,8 +380,7 @@ class EmbeddingCollection(nn.Module):
         self, x: Mapping[str, torch.Tensor], features: Sequence[object], squeeze_dim: bool = False
     ) -> torch.Tensor:
         if squeeze_dim:
-            parts = self.flat_parts(x, features)
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, sum dims]
+            return concat_fields(self.embed_many(features, x))  # [B, sum dims]
         id_features = [f for f in features if not isinstance(f, DenseFeature)]
         if len(id_features) != len(features):
             dense = [f.name for f in features if isinstance(f, DenseFeature)]
