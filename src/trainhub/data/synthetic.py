@@ -43,7 +43,10 @@ def split_frame(df: "pd.DataFrame", split: tuple[float, float], seed: int) -> di
     order = np.random.default_rng(seed).permutation(len(df))
     n_train, n_val = int(len(df) * split[0]), int(len(df) * split[1])
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    return {k: df.iloc[idx].reset_index(drop=True) for k, idx in parts.items()}
+    out = {k: df.iloc[idx].reset_index(drop=True) for k, idx in parts.items()}
+    for frame in out.values():  # row positions are shuffled: errors can name the files, not their lines
+        frame.attrs = {"split_of": list(df.attrs.get("sources", ()))}
+    return out
 
 
 def _ctr_frame(rng: np.random.Generator, rows: int, num_users: int, num_items: int, num_categories: int):

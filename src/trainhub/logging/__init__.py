@@ -20,7 +20,8 @@ __all__ = ["MetricLogger", "MultiLogger", "CSVLogger", "StdoutLogger", "build_lo
 LOGGER_NAMES = ("stdout", "csv", "tensorboard", "mlflow")
 
 
-def _build_one(name: str, save_dir: Path, experiment_name: str, tracking_uri: str | None, run_name: str | None):
+def _build_one(name: str, save_dir: Path, experiment_name: str, tracking_uri: str | None, run_name: str | None,
+               artifact_dir: Path | None = None):
     if name == "stdout":
         return StdoutLogger()
     if name == "csv":
@@ -32,7 +33,8 @@ def _build_one(name: str, save_dir: Path, experiment_name: str, tracking_uri: st
     if name == "mlflow":
         from trainhub.logging.mlflow import MLflowLogger
 
-        return MLflowLogger(save_dir, experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri)
+        return MLflowLogger(save_dir, experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri,
+                            artifact_dir=artifact_dir)
     raise ValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGER_NAMES)}")
 
 
@@ -42,10 +44,12 @@ def build_logger(
     experiment_name: str = "trainhub",
     tracking_uri: str | None = None,
     run_name: str | None = None,
+    artifact_dir: str | Path | None = None,
 ) -> MultiLogger:
     """Build a :class:`MultiLogger` from names (``"stdout"``, ``"csv"``, ``"tensorboard"``,
     ``"mlflow"``; a comma-separated string works too) and/or ready logger objects.
-    ``run_name`` names the MLflow run."""
+    ``run_name`` names the MLflow run; ``artifact_dir`` is where MLflow's embedded store keeps
+    artifacts (default ``<save_dir>/mlartifacts``)."""
     if loggers is None:
         return MultiLogger([])
     if isinstance(loggers, str):
@@ -54,7 +58,8 @@ def build_logger(
         loggers = [loggers]
     save_dir = Path(save_dir)
     built = [
-        _build_one(item, save_dir, experiment_name, tracking_uri, run_name) if isinstance(item, str) else item
+        _build_one(item, save_dir, experiment_name, tracking_uri, run_name, artifact_dir)
+        if isinstance(item, str) else item
         for item in loggers
     ]
     return MultiLogger(built)

@@ -246,6 +246,10 @@ class TrainerConfig(_Section):
             to the model's ``task_types`` parameter, else one ``classification`` per label).
         loss_mode: CTR only (False: the model returns ``(logits, aux_loss)``, e.g. DIEN).
         topk: K values of the Recall@K / NDCG@K reported for matching runs.
+        resume: ``auto`` continues a run that was killed (its staging folder ``.<name>.partial``
+            beside ``output_dir``) or trains a finished run further (raise ``n_epoch``), and starts
+            afresh when there is nothing to continue; ``true`` is an error then; ``false`` (default)
+            starts a new run that replaces ``output_dir`` when it finishes.
     """
 
     type: Optional[Literal["ctr", "match", "mtl"]] = None
@@ -264,6 +268,7 @@ class TrainerConfig(_Section):
     sparse_embeddings: bool = True
     progress: bool = True
     save_last: bool = True
+    resume: Union[bool, Literal["auto"]] = False
     loss_mode: Optional[bool] = None
     mode: Optional[int] = None
     in_batch_neg: Optional[bool] = None

@@ -37,6 +37,13 @@ class MetricRecorder:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.records.extend((int(step), k, float(v)) for k, v in metrics.items())
 
+    def state_dict(self) -> dict[str, list]:
+        """The records so far: a resumed run's curves start where the killed run's checkpoint was."""
+        return {"records": [list(r) for r in self.records]}
+
+    def load_state_dict(self, state: dict[str, list]) -> None:
+        self.records = [(int(s), str(n), float(v)) for s, n, v in state.get("records", [])]
+
     def series(self, name: str) -> tuple[list[int], list[float]]:
         points = [(s, v) for s, n, v in self.records if n == name]
         return [p[0] for p in points], [p[1] for p in points]

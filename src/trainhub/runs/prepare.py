@@ -23,13 +23,19 @@ if TYPE_CHECKING:
 
     from trainhub.runs.config import DatasetConfig
 
-__all__ = ["Preprocessor", "read_table", "load_frames"]
+__all__ = ["Preprocessor", "read_table", "load_frames", "check_labels", "source_of"]
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 
 
 def read_table(paths: str | Sequence[str], sep: str | None = None) -> "pd.DataFrame":
-    """Rows of CSV/TSV/Parquet files (a file, a list, a directory or a glob), concatenated."""
+    """Rows of CSV/TSV/Parquet files (a file, a list, a directory or a glob), concatenated.
+
+    Every file must have the first file's columns, with compatible types (numbers with numbers,
+    text with text): a file that lacks a column, names it differently or holds text where the
+    others hold numbers is an error naming the file and the column, never silently imputed rows.
+    ``df.attrs["sources"]`` keeps ``(file, first_row, end_row)`` so later errors can name a file.
+    """
     import pandas as pd
 
     from trainhub.data.files import resolve_files
@@ -44,10 +50,89 @@ def read_table(paths: str | Sequence[str], sep: str | None = None) -> "pd.DataFr
             import_pyarrow()
             frames.append(pd.read_parquet(file))
         elif lower.endswith(CSV_SUFFIXES):
-            frames.append(pd.read_csv(file, sep=sep or ("\t" if ".tsv" in lower else ",")))
+            try:
+                frames.append(pd.read_csv(file, sep=sep or ("\t" if ".tsv" in lower else ",")))
+            except pd.errors.EmptyDataError:
+                raise ValueError(f"{file} is empty (no header, no rows)") from None
+            except (pd.errors.ParserError, UnicodeDecodeError) as err:
+                raise ValueError(f"{file} is not a readable CSV file: {str(err).strip()}") from None
         else:
             raise ValueError(f"cannot read {file!r}: use .csv, .tsv or .parquet files")
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    _check_same_columns(files, frames)
+    sources, start = [], 0
+    for file, frame in zip(files, frames):
+        sources.append((file, start, start + len(frame)))
+        start += len(frame)
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    out.attrs["sources"] = sources
+    return out
+
+
+def _kind(dtype: Any) -> str:
+    return "number" if dtype.kind in "biuf" else "bool" if dtype.kind == "b" else "text"
+
+
+def _check_same_columns(files: Sequence[str], frames: Sequence["pd.DataFrame"]) -> None:
+    first, reference = files[0], frames[0]
+    for file, frame in zip(files[1:], frames[1:]):
+        missing = [c for c in reference.columns if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in reference.columns]
+        if missing or extra:
+            what = (f"lacks column {missing[0]!r} that {first} has" if missing
+                    else f"has column {extra[0]!r} that {first} lacks")
+            raise ValueError(f"{file} {what}; every file of a dataset needs the same columns "
+                             f"({', '.join(map(str, reference.columns))})")
+        for col in reference.columns:
+            a, b = reference[col], frame[col]
+            if len(a) == 0 or len(b) == 0 or a.isna().all() or b.isna().all():
+                continue  # an empty or all-missing column takes any type
+            if _kind(a.dtype) != _kind(b.dtype):
+                raise ValueError(f"column {col!r} holds {_kind(b.dtype)} values in {file} but {_kind(a.dtype)} "
+                                 f"values in {first}; every file of a dataset needs the same column types")
+
+
+def source_of(df: "pd.DataFrame", row: int) -> str:
+    """``"<file> row <n>"`` (1-based data row, header not counted) for a row of a frame that
+    :func:`read_table` built, else ``"row <n>"`` (0-based position)."""
+    for file, start, end in df.attrs.get("sources", ()):
+        if start <= row < end:
+            return f"{file} data row {row - start + 1}"
+    files = [file for file, _, _ in df.attrs.get("split_of", ())]
+    if files:
+        return f"row {row} of the shuffled split of {', '.join(files)}"
+    return f"row {row}"
+
+
+def check_labels(kind: str, cfg: Any, labels: Sequence[str], task_types: Sequence[str] | None,
+                 y: Mapping[str, np.ndarray | None], frames: Mapping[str, Any] | None = None) -> None:
+    """Label values fit the task before training: finite everywhere, 0/1 for binary
+    classification (CTR, classification tasks of a multi-task run, point-wise matching)."""
+    if not labels:
+        return
+    if kind == "ctr":
+        binary = [True] * len(labels)
+    elif kind == "mtl":
+        binary = [t == "classification" for t in (task_types or [])]
+    else:
+        binary = [(cfg.trainer.mode or 0) == 0] * len(labels)
+    for part, values in y.items():
+        if values is None or len(values) == 0:
+            continue
+        values = values.reshape(len(values), -1)
+        for j, label in enumerate(labels):
+            column = values[:, j]
+            bad = ~np.isfinite(column)
+            kind_msg = "is not a finite number"
+            if not bad.any() and j < len(binary) and binary[j]:
+                bad = (column != 0) & (column != 1)
+                kind_msg = ("is not 0 or 1, and this is a binary classification label (derive a 0/1 label, "
+                            "e.g. rating >= 4, or use a regression task)")
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                frame = (frames or {}).get(part)
+                where = source_of(frame, row) if frame is not None else f"row {row}"
+                raise ValueError(f"label column {label!r}: the value {column[row]:g} in the {part} rows ({where}) "
+                                 f"{kind_msg}; {int(bad.sum())} rows of {len(column)} are affected")
 
 
 def load_frames(dataset: "DatasetConfig", seed: int) -> dict[str, "pd.DataFrame"]:
@@ -64,6 +149,11 @@ def load_frames(dataset: "DatasetConfig", seed: int) -> dict[str, "pd.DataFrame"
             paths = getattr(dataset, part)
             if paths is not None:
                 frames[part] = read_table(paths, dataset.csv_sep)
+        for part, frame in frames.items():
+            if len(frame) == 0:
+                files = ", ".join(f for f, _, _ in frame.attrs.get("sources", ())) or str(getattr(dataset, part))
+                raise ValueError(f"dataset.{part}: {files} holds no data rows (a header only?); give files with rows "
+                                 f"or leave dataset.{part} out")
     if "val" not in frames and "test" not in frames:
         frames = split_frame(frames["train"], tuple(dataset.split), dataset.split_seed)
     for part in ("val", "test"):

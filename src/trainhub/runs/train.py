@@ -21,13 +21,14 @@ from pydantic import ValidationError
 
 from trainhub.engine import seed_everything
 from trainhub.engine.checkpoint import plain_state_dict, save_weights
+from trainhub.engine.loop import check_monitor
 from trainhub.files import write_text_atomic
 from trainhub.logging import MultiLogger, build_logger, flatten_params
 from trainhub.models.summary import model_summary
 from trainhub.runs.config import ConfigError, RunConfig, TrainerConfig, load_run_config
 from trainhub.runs.folder import FORMAT, FORMAT_VERSION, WEIGHTS, Run, export_embeddings, write_manifest
 from trainhub.runs.plots import MetricRecorder, plot_curves
-from trainhub.runs.prepare import Preprocessor, load_frames
+from trainhub.runs.prepare import Preprocessor, check_labels, load_frames
 from trainhub.runs.specs import (
     check_model_params,
     feature_to_dict,
@@ -35,6 +36,7 @@ from trainhub.runs.specs import (
     params_to_json,
     resolve_feature_refs,
 )
+from trainhub.runs.staging import RunStaging
 
 __all__ = ["RunResult", "train_run", "FAMILY_TRAINERS"]
 
@@ -62,7 +64,8 @@ class RunResult:
 
 class _KeepOpen:
     """Hands a logger to a trainer without letting the trainer close it (test metrics and
-    artifacts are logged after ``fit`` returns)."""
+    artifacts are logged after ``fit`` returns). Its state goes into the trainer's ``last.ckpt``,
+    so a resumed run's ``metrics.csv`` and curves continue where the checkpoint was."""
 
     def __init__(self, inner: Any):
         self.inner = inner
@@ -72,6 +75,12 @@ class _KeepOpen:
 
     def log_params(self, params: dict[str, Any]) -> None:
         self.inner.log_params(params)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
 
     def close(self) -> None:
         pass
@@ -142,7 +151,7 @@ def _scheduler(cfg: RunConfig) -> tuple[Any, dict[str, Any] | None]:
 
 
 def _build_trainer(kind: str, cfg: RunConfig, model: torch.nn.Module, task_types: list[str], run_dir: Path,
-                   logger: Any):
+                   logger: Any, resume: bool):
     from trainhub.trainers import CTRTrainer, MatchTrainer, MTLTrainer
 
     t = cfg.trainer
@@ -153,7 +162,7 @@ def _build_trainer(kind: str, cfg: RunConfig, model: torch.nn.Module, task_types
                   scheduler_params=scheduler_params, n_epoch=t.n_epoch, earlystop_patience=t.earlystop_patience,
                   device=t.device, model_path=str(run_dir), model_logger=[logger], seed=cfg.seed,
                   max_grad_norm=t.max_grad_norm, precision=t.precision, sparse_embeddings=t.sparse_embeddings,
-                  progress=t.progress, save_last=t.save_last)
+                  progress=t.progress, save_last=t.save_last or bool(t.resume), resume=resume)
     if t.earlystop_monitor is not None:
         common["earlystop_monitor"] = t.earlystop_monitor
     common["earlystop_mode"] = t.earlystop_mode  # None: the direction the task declares for the monitor
@@ -240,21 +249,20 @@ def train_run(config: RunConfig | str | Path | dict, overrides: Sequence[str] = 
     """
     cfg = load_run_config(config, overrides)
     kind = _trainer_kind(cfg)
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    staging = RunStaging(cfg.run_dir)
+    staging.check()  # before anything is read or written
     threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _train(cfg, kind, run_dir)
+        with staging.locked():
+            return _train(cfg, kind, staging)
     finally:
         torch.set_num_threads(threads)  # the setting is process-wide: give it back
 
 
-def _train(cfg: RunConfig, kind: str, run_dir: Path) -> RunResult:
-    seed_everything(cfg.seed)
-
-    # 1. rows -> model inputs (encoder and scaling fitted on the training rows only)
+def _prepare(cfg: RunConfig, kind: str) -> dict[str, Any]:
+    """Rows, encoder, targets and features; every data check runs here, before any file is written."""
     try:
         frames = load_frames(cfg.dataset, cfg.seed)
         pre = Preprocessor.from_config(cfg.dataset).fit(frames["train"], "the training rows")
@@ -269,31 +277,73 @@ def _train(cfg: RunConfig, kind: str, run_dir: Path) -> RunResult:
              for p, v in y.items()}
     elif not pre.labels:
         raise ConfigError("dataset.label: a ranking or multi-task run needs its label column(s)")
-    rows = {p: len(f) for p, f in frames.items() if f is not None}
     task_types = _task_types(cfg, pre.labels) if kind == "mtl" else None
+    check_labels(kind, cfg, pre.labels, task_types, y, frames)
+    rows = {p: len(f) for p, f in frames.items() if f is not None}
+    return {"frames": frames, "pre": pre, "x": x, "y": y, "features": features, "groups": groups,
+            "task_types": task_types, "rows": rows}
+
+
+def _check_same_config(cfg: RunConfig, folder: Path) -> None:
+    """A resumed run must train what the checkpoint trained: the same data, model and seed."""
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    current = cfg.to_dict()
+    free = {"n_epoch", "resume", "progress", "earlystop_patience"}  # may change between the two runs
+    for section in ("dataset", "model", "trainer", "seed"):
+        old, new = saved.get(section), current.get(section)
+        if section == "trainer" and isinstance(old, dict) and isinstance(new, dict):
+            old = {k: v for k, v in old.items() if k not in free}
+            new = {k: v for k, v in new.items() if k not in free}
+        if old != new:
+            raise ConfigError(
+                f"trainer.resume: {folder} was trained with a different {section!r} section than this config "
+                f"({path}); resume with the same config (only trainer.n_epoch, earlystop_patience and progress "
+                "may change), or leave resume off to start a new run")
+
+
+def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
+    seed_everything(cfg.seed)
+
+    # 1. rows -> model inputs (encoder and scaling fitted on the training rows only)
+    data = _prepare(cfg, kind)
+    frames, pre, x, y = data["frames"], data["pre"], data["x"], data["y"]
+    features, task_types, rows = data["features"], data["task_types"], data["rows"]
 
     # 2. the model, by registry name
     seed_everything(cfg.seed)  # the same weights whatever the data loading consumed
-    model, params = build_model(cfg, features, groups, task_types)
+    model, params = build_model(cfg, features, data["groups"], task_types)
 
-    # 3. loggers (kept open past fit for test metrics and artifacts), trainer, training
-    log_dir = run_dir / "logs"
+    # 3. the trainer, still writing nothing: its folder is the staging folder, created below
+    resume_from = staging.resume_source(cfg.trainer.resume)
+    if resume_from is not None:
+        _check_same_config(cfg, resume_from)
+    stage = staging.stage
     recorder = MetricRecorder()
-    backends = build_logger(cfg.loggers.names, save_dir=log_dir, experiment_name=cfg.loggers.experiment_name,
-                            tracking_uri=cfg.loggers.tracking_uri, run_name=cfg.run_name)
-    logger = MultiLogger([recorder, *backends.loggers])
+    logger = MultiLogger([recorder])
+    trainer = _build_trainer(kind, cfg, model, task_types or [], stage, _KeepOpen(logger), resume_from is not None)
+    match = _match_setup(cfg, pre, frames, x, trainer) if kind == "match" else None
+    if match and "val" in match["evaluators"]:
+        evaluator = match["evaluators"]["val"]  # adds recall_at_K to every validation
+        evaluator.model = trainer.model
+        trainer.callbacks.append(evaluator)
+        if cfg.trainer.earlystop_monitor is None:  # retrieval quality is what a matching run is for
+            trainer.early_stopper.monitor = f"recall_at_{min(cfg.trainer.topk)}"
+    loaders = _loaders(cfg, x, y)
+    check_monitor(trainer.task, trainer.early_stopper if loaders["val"] is not None else None, trainer.callbacks)
+
+    # 4. training in the staging folder; loggers stay open past fit for test metrics and artifacts
+    stage = staging.open(resume_from)
+    backends = build_logger(cfg.loggers.names, save_dir=stage / "logs", experiment_name=cfg.loggers.experiment_name,
+                            tracking_uri=cfg.loggers.tracking_uri, run_name=cfg.run_name,
+                            artifact_dir=staging.target.resolve() / "logs" / "mlartifacts")
+    logger.loggers.extend(backends.loggers)
+    committed = False
     try:
-        trainer = _build_trainer(kind, cfg, model, task_types or [], run_dir, _KeepOpen(logger))
-        match = _match_setup(cfg, pre, frames, x, trainer) if kind == "match" else None
-        if match and "val" in match["evaluators"]:
-            evaluator = match["evaluators"]["val"]  # adds recall_at_K to every validation
-            evaluator.model = trainer.model
-            trainer.callbacks.append(evaluator)
-            if cfg.trainer.earlystop_monitor is None:  # retrieval quality is what a matching run is for
-                trainer.early_stopper.monitor = f"recall_at_{min(cfg.trainer.topk)}"
-        loaders = _loaders(cfg, x, y)
-        pre.save(run_dir)
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        pre.save(stage)
+        write_text_atomic(stage / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         logger.log_params(_run_params(cfg, kind, rows, features))
         if kind == "mtl":  # returns Torch-RecHub's per-epoch lists; the full result is kept on the trainer
             trainer.fit(loaders["train"], loaders["val"], seed=cfg.seed)
@@ -301,7 +351,7 @@ def _train(cfg: RunConfig, kind: str, run_dir: Path) -> RunResult:
         else:
             fit_result = trainer.fit(loaders["train"], loaders["val"])
 
-        # 4. evaluation of the best weights
+        # 5. evaluation of the best weights
         metrics: dict[str, dict[str, float]] = {}
         for part in ("val", "test"):
             if loaders[part] is None:
@@ -317,8 +367,8 @@ def _train(cfg: RunConfig, kind: str, run_dir: Path) -> RunResult:
                         step)
             logger.log_metrics({f"test/{k}": v for k, v in metrics["test"].items()}, step=kept)
 
-        # 5. the run folder
-        save_weights(run_dir / WEIGHTS, plain_state_dict(trainer.model, copy=False),
+        # 6. the run folder, written whole in the staging folder, then swapped in
+        save_weights(stage / WEIGHTS, plain_state_dict(trainer.model, copy=False),
                      {"model": cfg.model.name, "format": FORMAT})
         summary = model_summary(trainer.model)
         manifest = {
@@ -336,18 +386,39 @@ def _train(cfg: RunConfig, kind: str, run_dir: Path) -> RunResult:
             manifest["labels"] = pre.labels
         if match:
             manifest["match"] = {k: match[k] for k in ("item_id", "user_id", "item_columns", "user_columns")}
-        write_manifest(run_dir, manifest)
         if match and match["item_id"]:
-            run = Run(run_dir, manifest, trainer.model, pre, features, trainer.device)
+            run = Run(stage, manifest, trainer.model, pre, features, trainer.device)
             export_embeddings(run, match["items"], match["all_rows"] if match["user_id"] else None)
         if cfg.loggers.plots:
             title = f"{cfg.model.name} on {cfg.dataset.name or 'files'}"
-            plot_curves(recorder, run_dir / "curves.png", title)
+            plot_curves(recorder, stage / "curves.png", title)
+        write_manifest(stage, manifest)  # last: a folder with run.json is a finished run
+        _close_file_loggers(backends)  # metrics.csv and event files complete before the swap
+        run_dir = staging.commit()
+        committed = True
+        _relocate(backends, run_dir / "logs")
         _log_artifacts(logger, run_dir)
+    except BaseException:
+        if not committed:
+            log.error("the run did not finish; %s is unchanged. What it wrote is in %s (trainer.resume=auto "
+                      "continues from its last finished epoch)", staging.target, stage)
+        raise
     finally:
         backends.close()
     return RunResult(run_dir, metrics, fit_result.best_epoch, fit_result.state.epoch,
                      summary["num_parameters"], rows)
+
+
+def _close_file_loggers(backends: MultiLogger) -> None:
+    for lg in backends.loggers:
+        if not hasattr(lg, "relocate"):  # MLflow stays open: artifacts are logged from the final folder
+            lg.close()
+
+
+def _relocate(backends: MultiLogger, log_dir: Path) -> None:
+    for lg in backends.loggers:
+        if hasattr(lg, "relocate"):
+            lg.relocate(log_dir)
 
 
 def _log_artifacts(logger: MultiLogger, run_dir: Path) -> None:

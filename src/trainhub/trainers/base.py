@@ -222,12 +222,22 @@ class RecTrainer:
                     pattern = re.compile(self.model_file_pattern)
                     files = sorted(p for p in self.model_path.glob("model*.pth") if pattern.fullmatch(p.name))
                     files += self.checkpointer.run_files()
-                    remove_run_files(files + run_folder.log_files(self._logger_spec[1]), self.model_path)
+                    remove_run_files(files + self._own_log_files(), self.model_path)
             except Exception as err:  # noqa: BLE001 - raised on every rank below
                 error = err
         error = self.runtime.broadcast_object(error)
         if error is not None:
             raise error
+
+    def _own_log_files(self) -> list[Path]:
+        """Files of an earlier run that this trainer's own loggers (by name) would append to. Logger
+        objects passed in (``model_logger``, ``loggers=[obj]``) are their owner's: a config run
+        opens its CSV logger before training, and its files must survive."""
+        names, log_dir, _ = self._logger_spec
+        files = run_folder.log_files(log_dir)
+        named = {n.strip() for item in names if isinstance(item, str) for n in item.split(",")}
+        keep_csv, keep_tb = "csv" not in named, "tensorboard" not in named
+        return [f for f in files if not ((keep_csv and f.parent == log_dir) or (keep_tb and f.parent != log_dir))]
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """Save the model's weights (no ``module.`` prefix) with ``torch.save`` for
