@@ -67,3 +67,20 @@ def test_the_old_import_path_still_works():
     from trainhub.engine import checkpoint
 
     assert checkpoint.atomic_write is atomic_write and checkpoint.write_text_atomic is write_text_atomic
+
+
+def test_a_live_writer_s_temporary_file_is_left_alone(tmp_path):
+    # another process (e.g. a second torchrun rank) is writing the same target right now
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = tmp_path / f".w.json.{other.pid}.ab12cd34.tmp"
+        live.write_bytes(b"being written")
+        write_text_atomic(tmp_path / "w.json", "{}")
+        assert live.exists() and (tmp_path / "w.json").read_text() == "{}"
+    finally:
+        other.kill()
+        other.wait()
+    assert remove_stale_temps(tmp_path / "w.json") == [live]

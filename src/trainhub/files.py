@@ -29,15 +29,34 @@ def _temp_pattern(name: str) -> re.Pattern:
     return re.compile(rf"^\.{re.escape(name)}\.(\d+\.)?[0-9A-Za-z_]+\.tmp$")
 
 
+def _writer_alive(name: str) -> bool:
+    """Whether the process named in a temporary file's name (``.<name>.<pid>.<hex>.tmp``) still runs:
+    its file is being written (e.g. by another rank of a torchrun job) and is not stale."""
+    parts = name.rsplit(".", 3)
+    if len(parts) < 4 or not parts[1].isdigit():
+        return False  # the older random names carry no writer
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False  # this process writes one target at a time: its own leftovers are stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files of ``path`` left behind by a writer that was killed mid-write."""
+    """Delete temporary files of ``path`` left behind by a writer that was killed mid-write (never
+    the file of a writer that is still running)."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
     pattern = _temp_pattern(path.name)
     removed = []
     for entry in path.parent.iterdir():
-        if pattern.match(entry.name):
+        if pattern.match(entry.name) and not _writer_alive(entry.name):
             try:
                 entry.unlink()
                 removed.append(entry)
