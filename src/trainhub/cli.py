@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainhub", description="Train and use trainhub models.")
     parser.add_argument("--version", action="version", version=f"trainhub {_version()}")
     parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from a YAML config (recommendation run or text experiment)")
     train.add_argument("config", help="run YAML (dataset/model/trainer) or text experiment YAML (tasks)")
@@ -60,8 +61,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from trainhub.text.config import ConfigError
-
     try:
         if args.command == "train":
             result = _train(args)
@@ -75,15 +74,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _list_models(args.family)
         else:
             return _list_datasets()
-    except (ConfigError, FileNotFoundError, KeyError, ValueError, ImportError) as err:
-        # Problems with the config, the data or the environment: the message names them; the
-        # traceback is there for --log-level DEBUG.
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every anticipated error becomes one line; the rest re-raise
+        message = error_line(err)
+        if message is None or args.debug:
+            raise
         logging.getLogger("trainhub.cli").debug("failed", exc_info=True)
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     return 0
+
+
+def error_line(err: BaseException) -> str | None:
+    """One line for an anticipated error (config, data, files, checkpoints, environment), naming
+    what it is about; None for anything else (a bug: its traceback is shown)."""
+    import errno
+    import pickle
+
+    import yaml
+
+    from trainhub.engine.checkpoint import CheckpointError
+    from trainhub.integrity import IntegrityError
+    from trainhub.text.config import ConfigError
+
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark
+        where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "YAML"
+        return f"{where}: {err.problem or err}"
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return f"no space left on the device writing {err.filename or 'a file'}: free some space and run again"
+    if isinstance(err, (FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError)):
+        return str(err) if not err.filename else f"{err.strerror or err}: {err.filename}"
+    if isinstance(err, KeyError):
+        return str(err.args[0]) if err.args else repr(err)
+    if isinstance(err, (ConfigError, CheckpointError, IntegrityError, pickle.UnpicklingError, ValueError, TypeError,
+                        ImportError, yaml.YAMLError)):
+        return str(err)
+    if isinstance(err, RuntimeError) and ("CUDA" in str(err) or "another trainhub run" in str(err)):
+        return str(err).splitlines()[0]
+    return None
 
 
 def _train(args: argparse.Namespace) -> Any:
@@ -94,7 +126,8 @@ def _train(args: argparse.Namespace) -> Any:
     path = Path(args.config)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    with open(path, encoding="utf-8") as fh:  # a YAML error then names the file
+        data = yaml.safe_load(fh)
     if config_kind(data) == "text":
         from trainhub.text.cli import run_experiment
 

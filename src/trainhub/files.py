@@ -78,11 +78,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None],
+                 before_replace: Callable[[Path], None] | None = None) -> Path:
     """Call ``write(tmp_path)`` then atomically move the result to ``path``.
 
     The temporary file is created with mode ``0666`` minus the process umask (``tempfile``'s
-    ``0600`` would make checkpoints unreadable to anyone but their writer).
+    ``0600`` would make checkpoints unreadable to anyone but their writer). ``before_replace(tmp)``
+    runs on the finished temporary file just before the rename (e.g. to record its checksum).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.chmod(tmp, mode)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -97,6 +97,17 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     assert torch.allclose(model_a.weight, model_c.weight, atol=1e-6)
 
 
+def test_resume_with_no_epochs_left_says_so(tmp_path, caplog):
+    model, opt = make()
+    ck = Checkpointer(tmp_path)
+    fit(model, RegressionTask(), opt, data(), config=FitConfig(max_epochs=3, progress=False), checkpointer=ck)
+    with caplog.at_level("WARNING"):
+        result = fit(model, RegressionTask(), opt, data(), checkpointer=ck,
+                     config=FitConfig(max_epochs=2, resume=True, progress=False))
+    assert result.state.epoch == 3
+    assert "already trained 3 epochs and this run asks for 2" in caplog.text
+
+
 def test_gradient_accumulation_equals_a_bigger_batch():
     model_a, opt_a = make()
     full = [torch.cat([b[0] for b in data()]), torch.cat([b[1] for b in data()])]

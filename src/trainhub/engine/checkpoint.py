@@ -8,6 +8,9 @@
   renamed), so a crash mid-write leaves the previous checkpoint intact.
 * A file that cannot be read (empty, truncated, not a checkpoint) raises :class:`CheckpointError`
   naming the file and what to do about it.
+* Every weight and checkpoint file has its size and SHA-256 recorded in ``integrity.json`` beside
+  it and checked on every load (:mod:`trainhub.integrity`): a flipped bit inside a tensor raises
+  :class:`IntegrityError` instead of loading damaged weights.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from trainhub.engine.runtime import unwrap_model
 
 # The file utilities live below every layer; they stay importable from here.
 from trainhub.files import atomic_write, remove_run_files, remove_stale_temps, write_text_atomic
+from trainhub.integrity import IntegrityError, record_file, verify_file
 
 __all__ = [
     "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
     "load_state", "Checkpointer", "CheckpointStore", "MainProcessWrites", "remove_stale_temps", "remove_run_files",
+    "IntegrityError",
 ]
 
 
@@ -57,7 +62,13 @@ def save_weights(path: str | os.PathLike, model_or_state: nn.Module | dict, meta
     # requires (fused embedding tables hand out views of one weight).
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), before_replace=_recorder(path))
+
+
+def _recorder(path: str | os.PathLike):
+    """Record the finished file's size and SHA-256 in ``integrity.json`` beside it (checked on load)."""
+    name = Path(path).name
+    return lambda tmp: record_file(tmp, name)
 
 
 def load_weights(path: str | os.PathLike, model: nn.Module | None = None, strict: bool = True):
@@ -73,6 +84,7 @@ def load_weights(path: str | os.PathLike, model: nn.Module | None = None, strict
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
+    verify_file(path)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -95,7 +107,8 @@ def save_state(path: str | os.PathLike, payload: dict[str, Any], *, zip_crc32: b
     state = {k: _to_state_dict(v) for k, v in payload.items() if v is not None}
     if isinstance(payload.get("model"), nn.Module):
         state["model"] = plain_state_dict(payload["model"], copy=False)
-    return atomic_write(path, lambda tmp: torch.save(state, tmp) if zip_crc32 else _save_without_crc32(state, tmp))
+    return atomic_write(path, lambda tmp: torch.save(state, tmp) if zip_crc32 else _save_without_crc32(state, tmp),
+                        before_replace=_recorder(path))
 
 
 def _save_without_crc32(obj: Any, path: str) -> None:
@@ -138,6 +151,7 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the write that made it never completed. {way_out}")
+    verify_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

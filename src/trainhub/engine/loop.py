@@ -457,6 +457,10 @@ def fit(
                  stopper=stopper, task=task, state=state, train_loader=train_loader, runtime=runtime,
                  precision=precision, logger=logger)
         log.info("resumed from %s after epoch %d", checkpointer.last_path, state.epoch)
+        if state.epoch >= config.max_epochs and runtime.is_main:
+            log.warning("the checkpoint %s has already trained %d epochs and this run asks for %d in all, so "
+                        "nothing is trained: raise the number of epochs to train further", checkpointer.last_path,
+                        state.epoch, config.max_epochs)
     elif checkpointer is not None:
         checkpointer.start_fresh()  # an earlier run's best/last files must not mix with this run's
     undefined_warned: set[str] = set()

@@ -14,35 +14,21 @@ Two layouts share the check:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 from trainhub.files import write_text_atomic
+from trainhub.integrity import file_digest
 
 __all__ = ["IndexIntegrityError", "file_digest", "digest_files", "verify_files", "check_shape", "write_sidecar",
            "verify_sidecar", "sidecar_path"]
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
-
-
 class IndexIntegrityError(ValueError):
     """A saved index file does not match what was saved; the message names the file."""
-
-
-def file_digest(path: str | Path) -> dict[str, Any]:
-    """``{"bytes": size, "sha256": hex digest}`` of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"bytes": size, "sha256": digest.hexdigest()}
 
 
 def digest_files(folder: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
