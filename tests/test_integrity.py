@@ -96,3 +96,31 @@ def test_a_crash_between_record_and_rename_is_no_false_alarm(tmp_path):
     record_file(staged, "s.ckpt")
     assert verify_file(path)  # the old file matches the record's previous entry
     assert load_state(path)["a"].sum() == 3
+
+
+@pytest.mark.parametrize("name, damage, expected", [
+    ("encoder.json", b"\x80\x04pickle", "encoder.json is not a UTF-8 JSON file"),
+    ("preprocess.json", b"{not json", r"preprocess.json is not valid JSON \(line 1, column 2"),
+    ("run.json", b"[1, 2", "run.json is not valid JSON"),
+])
+def test_damaged_json_files_are_named(run_dir, tmp_path, name, damage, expected):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir[0], copy)
+    (copy / name).write_bytes(damage)
+    with pytest.raises(ValueError, match=expected):
+        load_run(copy)
+
+
+def test_an_encoder_missing_a_column_is_named(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir[0], copy)
+    enc = json.loads((copy / "encoder.json").read_text())
+    enc["columns"].remove("item_id")
+    del enc["vocab"]["item_id"]
+    (copy / "encoder.json").write_text(json.dumps(enc))
+    with pytest.raises(ValueError, match="encoder.json has no vocabulary for column 'item_id'"):
+        load_run(copy)

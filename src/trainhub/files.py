@@ -11,17 +11,18 @@ This module imports nothing from trainhub, so any layer may use it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["atomic_write", "write_text_atomic", "remove_stale_temps", "remove_run_files"]
+__all__ = ["atomic_write", "write_text_atomic", "remove_stale_temps", "remove_run_files", "read_json"]
 
 
 def _temp_pattern(name: str) -> re.Pattern:
@@ -132,3 +133,22 @@ def remove_run_files(paths: list[Path], folder: Path) -> list[Path]:
             "%s held files of an earlier run (%s); a new run (resume off) replaces them, so they were removed. "
             "Use another folder to keep both runs, or resume to continue the earlier one", folder, names)
     return removed
+
+
+def read_json(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> Any:
+    """Parse a JSON file trainhub wrote; a damaged one (not UTF-8, not JSON, not an object with
+    ``keys``) raises ``ValueError`` naming the file and the problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a UTF-8 JSON file (byte {err.start}: {err.reason}); it is damaged or "
+                         "was not written by trainhub: restore it from a copy or write it again") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); restore "
+                         "it from a copy or write it again") from None
+    if keys:
+        missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise ValueError(f"{path} lacks {missing[0]!r}; it is damaged or was not written by trainhub")
+    return data

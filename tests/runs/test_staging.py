@@ -222,3 +222,15 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(files, tmp_path):
     assert all(bool((a[k] == b[k]).all()) for k in a)
     assert (killed / "logs" / "metrics.csv").read_text() == (whole / "logs" / "metrics.csv").read_text()
     assert load_run(killed).metrics == load_run(whole).metrics
+
+
+def test_infinite_dense_values_are_named_before_training(files, tmp_path):
+    folder, frames = files
+    train = frames["train"].drop(columns=["oracle_prob"])
+    train.loc[5, "price"] = float("inf")
+    train.to_csv(tmp_path / "train.csv", index=False)
+    cfg = _config(folder, tmp_path / "run")
+    cfg["dataset"]["train"] = str(tmp_path / "train.csv")
+    with pytest.raises(ConfigError, match=r"dense column 'price' .* infinite value \(inf at .*train\.csv data row 6"):
+        train_run(cfg)
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from trainhub.files import write_text_atomic
+from trainhub.files import read_json, write_text_atomic
 
 if TYPE_CHECKING:  # pandas is imported where it is used: `import trainhub` stays light
     import pandas as pd
@@ -239,11 +239,8 @@ class CategoricalEncoder:
     def load(cls, path: str | Path) -> "CategoricalEncoder":
         """Read an encoder written by :meth:`save`. A file whose ids were edited into duplicates or
         gaps is refused: such ids would silently merge values or index past the embedding table."""
-        try:
-            payload = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-        missing = [k for k in ("columns", "min_freq", "vocab") if k not in payload]
+        payload = read_json(path)
+        missing = [k for k in ("columns", "min_freq", "vocab") if not isinstance(payload, dict) or k not in payload]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}; it was not written by CategoricalEncoder.save")
         enc = cls(payload["columns"], payload["min_freq"], hash_buckets=payload.get("hash_buckets"),

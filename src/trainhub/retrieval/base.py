@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainhub.files import write_text_atomic
+from trainhub.files import read_json, write_text_atomic
 from trainhub.retrieval.integrity import digest_files, verify_files
 
 __all__ = ["VectorIndex", "METRICS", "as_float_array", "merge_interest_results", "read_meta", "write_meta"]
@@ -101,7 +101,7 @@ def read_meta(path: Path, kind: str, verify: bool = True) -> dict:
     file = Path(path) / "meta.json"
     if not file.is_file():
         raise FileNotFoundError(f"no index saved at {path} (missing meta.json)")
-    meta = json.loads(file.read_text())
+    meta = read_json(file, keys=("kind",))
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds a {meta.get('kind')!r} index, not {kind!r}")
     if verify:

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from trainhub.files import write_text_atomic
+from trainhub.files import read_json, write_text_atomic
 from trainhub.integrity import file_digest
 
 __all__ = ["IndexIntegrityError", "file_digest", "digest_files", "verify_files", "check_shape", "write_sidecar",
@@ -96,7 +96,7 @@ def verify_sidecar(file: str | Path, count: int | None = None, dim: int | None =
     if not sidecar.is_file():
         raise IndexIntegrityError(f"index file {file} has no checksum sidecar {sidecar.name}; "
                                   "it was not saved by trainhub or the sidecar was lost")
-    record = json.loads(sidecar.read_text(encoding="utf-8"))
+    record = read_json(sidecar, keys=("bytes", "sha256"))
     _check_file(file, record)
     if count is not None or dim is not None:
         check_shape(file, record, record["count"] if count is None else count, record["dim"] if dim is None else dim)

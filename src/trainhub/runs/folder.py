@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from trainhub.engine.checkpoint import load_weights, save_weights
-from trainhub.files import write_text_atomic
+from trainhub.files import read_json, write_text_atomic
 from trainhub.runs.prepare import Preprocessor, read_table
 from trainhub.runs.specs import feature_from_dict, params_from_json
 
@@ -177,7 +177,7 @@ class Run:
         if not (folder / "index").is_dir():
             raise FileNotFoundError(f"{folder / 'index'} is missing; run `trainhub export {self.folder}` first")
         index = TorchIndex.load(folder / "index")
-        values = json.loads((folder / "items.json").read_text(encoding="utf-8"))["values"]
+        values = read_json(folder / "items.json", keys=("values",))["values"]
         scores, ids = index.search(self.user_embeddings(data, batch_size), k=k)
         return [[(values[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
                 for row_ids, row_scores in zip(ids.tolist(), scores.tolist())]
@@ -239,7 +239,7 @@ def load_run(folder: str | Path, device: str | torch.device = "cpu") -> Run:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a trainhub run folder (no {MANIFEST}); "
                                 "train one with `trainhub train CONFIG.yaml`")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_json(path)
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not a trainhub run manifest (format {manifest.get('format')!r})")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:

@@ -16,7 +16,7 @@ import numpy as np
 
 from trainhub.data.encoders import CategoricalEncoder
 from trainhub.features import DenseFeature, SequenceFeature, SparseFeature
-from trainhub.files import write_text_atomic
+from trainhub.files import read_json, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -193,6 +193,26 @@ class _Scaler:
         return out.astype(np.float32)
 
 
+def _check_finite(df: "pd.DataFrame", col: str, where: str) -> None:
+    """A dense column holds numbers (missing ones are filled by the scaling) and no infinities;
+    the error names the column, the file and the first bad row."""
+    import pandas as pd
+
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() & df[col].notna()
+    what = "a value that is not a number"
+    if not bad.any():
+        bad = np.isinf(values.to_numpy(dtype="float64"))
+        what = "an infinite value"
+    if bad.any():
+        row = int(np.flatnonzero(np.asarray(bad))[0])
+        value = df[col].iloc[row]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise TypeError(f"dense column {col!r} in {where} holds {what} ({shown} at "
+                        f"{source_of(df, row)}; {int(bad.sum())} rows in all): fix or drop those rows "
+                        "(missing values are filled by the dense scaling)")
+
+
 class Preprocessor:
     """Column roles + encoder + dense scaling.
 
@@ -264,6 +284,8 @@ class Preprocessor:
     # -- fitting and transforming ---------------------------------------------------------------
     def fit(self, df: "pd.DataFrame", where: str = "the training data") -> "Preprocessor":
         self.check_columns(df, where)
+        for col in self.dense:
+            _check_finite(df, col, where)
         self.encoder.fit(df)
         self.scaler.fit(df, self.dense)
         return self
@@ -281,10 +303,8 @@ class Preprocessor:
         for col in self.dense:
             if col not in keep:
                 continue
-            try:
-                x[col] = self.scaler.transform(df[col], col)
-            except (TypeError, ValueError) as err:
-                raise TypeError(f"dense column {col!r} in {where} holds non-numeric values: {err}") from None
+            _check_finite(df, col, where)
+            x[col] = self.scaler.transform(df[col], col)
         for col in self.sequence:
             if col in keep:
                 x[col] = self.encoder.encode_sequence(df[col], col)
@@ -355,7 +375,20 @@ class Preprocessor:
         for name in ("preprocess.json", "encoder.json"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"{folder} has no {name}; is it a trainhub run folder?")
-        d = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
-        return cls(d["sparse"], d["dense"], d["sequence"], d["labels"], embed_dim=d["embed_dim"],
-                   min_freq=d["min_freq"], dense_scaling=d["dense_scaling"], sequence_sep=d["sequence_sep"],
-                   scaler_stats=d["scaler"], encoder=CategoricalEncoder.load(folder / "encoder.json"))
+        keys = ("sparse", "dense", "sequence", "labels", "embed_dim", "min_freq", "dense_scaling", "sequence_sep",
+                "scaler")
+        d = read_json(folder / "preprocess.json", keys=keys)
+        encoder = CategoricalEncoder.load(folder / "encoder.json")
+        pre = cls(d["sparse"], d["dense"], d["sequence"], d["labels"], embed_dim=d["embed_dim"],
+                  min_freq=d["min_freq"], dense_scaling=d["dense_scaling"], sequence_sep=d["sequence_sep"],
+                  scaler_stats=d["scaler"], encoder=encoder)
+        for col in list(pre.sparse) + list(pre.sequence):
+            if pre._source(col) not in encoder.columns:
+                raise ValueError(f"{folder / 'encoder.json'} has no vocabulary for column {pre._source(col)!r}, "
+                                 f"which {folder / 'preprocess.json'} names; the two files are from different runs "
+                                 "or were edited: restore them from the run's copy or train again")
+        for col in pre.dense:
+            if col not in pre.scaler.stats:
+                raise ValueError(f"{folder / 'preprocess.json'} has no scaling for dense column {col!r}; it is "
+                                 "damaged or was edited")
+        return pre
