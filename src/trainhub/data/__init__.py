@@ -4,6 +4,15 @@ from trainhub.data.convert import encode_to_parquet, pa_array_to_tensor
 from trainhub.data.dataset import DictDataset, PredictDataset, TorchDataset, make_loader
 from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
 from trainhub.data.generator import DataGenerator, SeqDataset, SequenceDataGenerator
+from trainhub.data.interactions import (
+    ItemVocab,
+    NextItemSamples,
+    SequenceSplits,
+    UserSequences,
+    encode_histories,
+    interaction_sequences,
+    read_interactions,
+)
 from trainhub.data.match import (
     MatchDataGenerator,
     gather_inbatch_logits,
@@ -33,6 +42,14 @@ __all__ = [
     "ParquetIterableDataset",
     "ParquetLoader",
     "encode_to_parquet",
+    # next-item sequences from an interaction log
+    "interaction_sequences",
+    "read_interactions",
+    "UserSequences",
+    "SequenceSplits",
+    "NextItemSamples",
+    "ItemVocab",
+    "encode_histories",
     # Torch-RecHub names (utils.data, utils.match, data.convert)
     "TorchDataset",
     "PredictDataset",

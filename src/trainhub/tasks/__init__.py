@@ -11,6 +11,7 @@ from trainhub.tasks.match import (
 )
 from trainhub.tasks.multitask import MTLStepOutput, MTLTask
 from trainhub.tasks.regularization import Regularization, RegularizationLoss
+from trainhub.tasks.seq import FullSoftmaxLoss, NextItemTask, SampledSoftmaxLoss, build_seq_loss
 from trainhub.tasks.weighting import (
     EqualWeighting,
     GradNorm,
@@ -23,4 +24,5 @@ from trainhub.tasks.weighting import (
 __all__ = ["CTRTask", "Regularization", "RegularizationLoss", "check_binary_labels", "split_batch",
            "MTLTask", "MTLStepOutput", "LossWeighting", "EqualWeighting", "UncertaintyWeighting",
            "GradNorm", "MetaBalance", "build_weighting",
-           "MatchTask", "PointwiseBCE", "PairwiseBPR", "ListwiseSoftmax", "InBatchNegatives", "objective_for_mode"]
+           "MatchTask", "PointwiseBCE", "PairwiseBPR", "ListwiseSoftmax", "InBatchNegatives", "objective_for_mode",
+           "NextItemTask", "FullSoftmaxLoss", "SampledSoftmaxLoss", "build_seq_loss"]
