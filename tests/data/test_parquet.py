@@ -408,3 +408,38 @@ def test_bad_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"directory .*empty.* holds no"):
         encode_to_parquet(tmp_path / "empty", out, sparse=["id"])
     assert not out.exists()
+
+
+def _flip_in_first_data_page(path, column=0):
+    meta = pq.ParquetFile(path).metadata.row_group(0).column(column)
+    data = bytearray(open(path, "rb").read())
+    start = meta.dictionary_page_offset if meta.has_dictionary_page else meta.data_page_offset
+    data[start + meta.total_compressed_size - 8] ^= 0x01  # inside the last data page's values
+    open(path, "wb").write(bytes(data))
+
+
+def test_a_damaged_page_is_an_error_naming_the_file_not_wrong_ids(tmp_path):
+    from trainhub.runs.prepare import read_table
+
+    pd.DataFrame({"item": [f"i{i % 300}" for i in range(3000)], "y": np.arange(3000) % 2}).to_csv(
+        tmp_path / "raw.csv", index=False)
+    encode_to_parquet(tmp_path / "raw.csv", tmp_path / "enc", sparse=["item"], label="y", row_group_rows=3000)
+    part = tmp_path / "enc" / "part-00000.parquet"
+    assert list(ParquetIterableDataset(part, batch_size=3000))  # intact: reads
+    _flip_in_first_data_page(part)
+    with pytest.raises(ValueError, match=r"cannot read .*part-00000.parquet.*CRC"):
+        list(ParquetIterableDataset(part, batch_size=3000))
+    with pytest.raises(ValueError, match=r"cannot read .*part-00000.parquet.*CRC"):
+        read_table(str(part))
+
+
+def test_conversion_leftovers_are_removed_and_empty_csv_is_named(tmp_path):
+    (tmp_path / "raw.csv").write_text("item,y\na,1\nb,0\n")
+    stale = tmp_path / ".enc.999999999.abc.tmp"  # a killed conversion (no such process)
+    stale.mkdir()
+    (stale / "part-00000.parquet").write_bytes(b"half")
+    encode_to_parquet(tmp_path / "raw.csv", tmp_path / "enc", sparse=["item"], label="y")
+    assert not stale.exists() and (tmp_path / "enc" / "encoder.json").is_file()
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv' is empty"):
+        encode_to_parquet(tmp_path / "empty.csv", tmp_path / "enc2", sparse=["item"])

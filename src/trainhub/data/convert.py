@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
@@ -145,11 +146,15 @@ def _read_chunks(files: Sequence[str], cols: _Columns, chunk_rows: int, csv_opti
         first = 0
         try:
             if _is_parquet(path):
-                reader = pq.ParquetFile(path)
+                reader = pq.ParquetFile(path, page_checksum_verification=True)
                 cols.check_parquet_schema(path, reader.schema_arrow)
                 batches = (b.to_pandas() for b in reader.iter_batches(batch_size=chunk_rows, columns=cols.all))
             else:
-                cols.check_csv_header(path, pd.read_csv(path, nrows=0, **csv_options).columns)
+                try:
+                    header = pd.read_csv(path, nrows=0, **csv_options).columns
+                except pd.errors.EmptyDataError:
+                    raise ValueError(f"{path!r} is empty (no header, no rows)") from None
+                cols.check_csv_header(path, header)
                 as_text = {c: str for c in cols.sparse + list(cols.sequence)}
                 batches = pd.read_csv(path, usecols=cols.all, dtype=as_text, chunksize=chunk_rows, **csv_options)
             for chunk in batches:
@@ -220,7 +225,8 @@ class _PartWriter:
         self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
         if self.writer is None:
             self.paths.append(self.folder / f"part-{len(self.paths):05d}.parquet")
-            self.writer = pq.ParquetWriter(self.paths[-1], head.schema)
+            # Page CRCs: readers verify them, so a damaged page is an error naming the file, not wrong ids.
+            self.writer = pq.ParquetWriter(self.paths[-1], head.schema, write_page_checksum=True)
         self.writer.write_table(head, row_group_size=n)
         self.file_rows += n
         self.num_rows += n
@@ -256,6 +262,16 @@ def _swap_in(tmp: Path, out: Path) -> None:
     os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale_outputs(out: Path) -> None:
+    """Remove the temporary folders a killed conversion into ``out`` left (never a live one's)."""
+    from trainhub.files import _writer_alive
+
+    for entry in out.parent.glob(f".{glob_escape(out.name)}.*.tmp"):
+        if entry.is_dir() and not _writer_alive(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("removed %s, left by a conversion that did not finish", entry)
 
 
 def encode_to_parquet(
@@ -336,7 +352,8 @@ def encode_to_parquet(
             raise ValueError(f"the given encoder does not encode columns {unknown}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    _remove_stale_outputs(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
         writer = _PartWriter(tmp, rows_per_file, row_group_rows)
         for path, first, chunk in _read_chunks(files, cols, chunk_rows, options):

@@ -52,7 +52,9 @@ def _fragment(path: str, row_groups: Sequence[int] | None = None):
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
-    return pads.ParquetFileFormat().make_fragment(path, filesystem=pafs.LocalFileSystem(), row_groups=row_groups)
+    verify = pads.ParquetFragmentScanOptions(page_checksum_verification=True)
+    return pads.ParquetFileFormat(default_fragment_scan_options=verify).make_fragment(
+        path, filesystem=pafs.LocalFileSystem(), row_groups=row_groups)
 
 
 def _open_metadata(path: str):
@@ -319,7 +321,8 @@ class _GroupCursor:
     def __init__(self, path: str, row_group: int, columns: list[str], batch_rows: int):
         import pyarrow.parquet as pq
 
-        self._file = pq.ParquetFile(path)
+        self.path = path
+        self._file = pq.ParquetFile(path, page_checksum_verification=True)  # pages written with CRCs are checked
         self._batches = self._file.iter_batches(batch_size=batch_rows, row_groups=[row_group], columns=columns,
                                                 use_threads=False)
         self.start = 0  # row (within the group) of the first row of ``self._head``
@@ -330,7 +333,10 @@ class _GroupCursor:
         out = []
         while first < end:
             if self._head is None:
-                self._head = next(self._batches)
+                try:
+                    self._head = next(self._batches)
+                except OSError as err:  # e.g. a page whose CRC differs: name the file, never return its rows
+                    raise ValueError(f"cannot read {self.path}: {err}") from None
             head_end = self.start + self._head.num_rows
             if head_end <= first:  # rows before this window: skip them
                 self.start, self._head = head_end, None

@@ -48,7 +48,10 @@ def read_table(paths: str | Sequence[str], sep: str | None = None) -> "pd.DataFr
             from trainhub.data.files import import_pyarrow
 
             import_pyarrow()
-            frames.append(pd.read_parquet(file))
+            try:
+                frames.append(pd.read_parquet(file, page_checksum_verification=True))
+            except OSError as err:  # a damaged page (its CRC differs) or file
+                raise ValueError(f"cannot read {file}: {err}") from None
         elif lower.endswith(CSV_SUFFIXES):
             try:
                 frames.append(pd.read_csv(file, sep=sep or ("\t" if ".tsv" in lower else ",")))
