@@ -45,7 +45,7 @@ def test_sequences_are_chronological_with_a_stable_tie_break():
 
 
 def test_leave_one_out_on_a_tiny_log(caplog):
-    with caplog.at_level(logging.INFO, logger="trainhub.data.interactions"):
+    with caplog.at_level(logging.INFO, logger="trainhub.data.seqlog"):
         data = interaction_sequences(tiny_log(), max_seq_len=4)
     assert "dropped 1 of 3 users with fewer than 3 interactions" in caplog.text
     a, b, c, d, e, x, y = tokens_of(data, "abcdexy")

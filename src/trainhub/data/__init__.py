@@ -4,15 +4,7 @@ from trainhub.data.convert import encode_to_parquet, pa_array_to_tensor
 from trainhub.data.dataset import DictDataset, PredictDataset, TorchDataset, make_loader
 from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
 from trainhub.data.generator import DataGenerator, SeqDataset, SequenceDataGenerator
-from trainhub.data.interactions import (
-    ItemVocab,
-    NextItemSamples,
-    SequenceSplits,
-    UserSequences,
-    encode_histories,
-    interaction_sequences,
-    read_interactions,
-)
+from trainhub.data.interactions import ItemVocab, encode_histories, read_interactions
 from trainhub.data.match import (
     MatchDataGenerator,
     gather_inbatch_logits,
@@ -22,6 +14,7 @@ from trainhub.data.match import (
     negative_sample,
 )
 from trainhub.data.parquet import ParquetIterableDataset, ParquetLoader
+from trainhub.data.seqlog import NextItemSamples, SequenceSplits, UserSequences, interaction_sequences
 from trainhub.data.sequence import generate_seq_feature
 from trainhub.data.utils import array_replace_with_dict, df_to_dict, pad_sequences
 

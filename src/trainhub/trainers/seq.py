@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -166,8 +167,10 @@ class SeqTrainer(RecTrainer):
         return (ids, scores) if return_scores else ids
 
     def _prediction_loader(self, model: nn.Module, data: Any, vocab: Any, times: Any, batch_size: int) -> Any:
+        if hasattr(data, "__array__") and not isinstance(data, torch.Tensor) and vocab is None:
+            data = torch.as_tensor(np.asarray(data))  # a numpy [N, L] token array
         if isinstance(data, DataLoader) or (hasattr(data, "__iter__") and not isinstance(data, (list, tuple))
-                                             and not isinstance(data, torch.Tensor)):
+                                             and not isinstance(data, torch.Tensor) and not hasattr(data, "__array__")):
             return data
         if isinstance(data, torch.Tensor):
             tokens, diffs = data, torch.zeros_like(data)
