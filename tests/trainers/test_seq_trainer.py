@@ -281,6 +281,9 @@ def test_two_gloo_processes_give_the_metrics_of_one(tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
     assert r0["history"] == r1["history"] and r0["metrics"] == r1["metrics"]
     assert torch.equal(r0["predict"], r1["predict"])
+    assert r0["sparse_optimizer"] == "HybridOptimizer"  # row-wise Adam on the fused item table
+    for name, value in r0["sparse_state"].items():
+        assert torch.equal(value, r1["sparse_state"][name]), name
     # one process, the weights the two processes trained: the same whole-set metrics and predictions
     data = toy_data()
     _, _, test_dl = data.dataloaders(batch_size=8, seed=0)
@@ -318,6 +321,14 @@ def _ddp_worker(out: Path) -> None:
     history = trainer.fit(train_dl, val_dl)
     result = {"history": history, "metrics": trainer.evaluate_all(trainer.model, test_dl),
               "predict": trainer.predict(trainer.model, test_dl, k=5), "one_step": one_step(out / "step", rows=4)}
+    # sampled softmax on a row-sparse table: the row-wise optimizer keeps the ranks' tables equal
+    torch.manual_seed(0)
+    sparse = make_trainer(out / "sparse", data.vocab_size, "sampled_softmax", n_epoch=2,
+                          model=TinyNextItem(data.vocab_size, dim=16, fused=True),
+                          loss_params={"num_negatives": 5, "in_batch_negatives": 4})
+    sparse.fit(train_dl, val_dl)
+    result["sparse_state"] = {k: v.clone() for k, v in unwrap_model(sparse.model).state_dict().items()}
+    result["sparse_optimizer"] = type(sparse.optimizer).__name__
     torch.save(result, out / f"rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
