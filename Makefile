@@ -44,6 +44,7 @@ $(RECHUB_STAMP):
 
 bench: $(STAMP) $(RECHUB_DEP)
 	TORCH_RECHUB_PYTHON=$(or $(TORCH_RECHUB_PYTHON),$(RECHUB_VENV)/bin/python) $(PY) bench/run.py
+	$(PY) bench/integrity_cost.py
 
 # Peak RSS of one DeepFM epoch streamed from 1M Parquet rows (writes the data first; a few minutes).
 bench-memory: $(STAMP)

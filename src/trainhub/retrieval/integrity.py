@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from trainhub.files import read_json, write_text_atomic
-from trainhub.integrity import file_digest
+from trainhub.integrity import file_digest as _digest
 
 __all__ = ["IndexIntegrityError", "file_digest", "digest_files", "verify_files", "check_shape", "write_sidecar",
            "verify_sidecar", "sidecar_path"]
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 class IndexIntegrityError(ValueError):
     """A saved index file does not match what was saved; the message names the file."""
+
+
+def file_digest(path: str | Path) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex digest}`` of a file."""
+    return _digest(path, "sha256")
 
 
 def digest_files(folder: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
