@@ -254,11 +254,14 @@ def test_visualization_draws_the_sequence_model(tmp_path):
 
 # -- a generative model from trainhub.models.generative, when it is there ---------------------------------------
 def test_hstu_trains_from_an_interaction_log(tmp_path):
-    generative = pytest.importorskip("trainhub.models.generative", reason="trainhub.models.generative not built yet")
+    try:
+        from trainhub.models.generative import HSTUModel
+    except ImportError:
+        pytest.skip("trainhub.models.generative.HSTUModel is not built yet")
     data = toy_data()
     train_dl, val_dl, test_dl = data.dataloaders(batch_size=8, seed=0)
     torch.manual_seed(0)
-    model = generative.HSTUModel(vocab_size=data.vocab_size, d_model=16, n_heads=2, n_layers=1, dqk=8, dv=8,
+    model = HSTUModel(vocab_size=data.vocab_size, d_model=16, n_heads=2, n_layers=1, dqk=8, dv=8,
                                  max_seq_len=12, dropout=0.0, num_time_buckets=8)
     trainer = SeqTrainer(model, n_epoch=2, model_path=str(tmp_path), progress=False,
                          optimizer_params={"lr": 0.01, "weight_decay": 0.0})
