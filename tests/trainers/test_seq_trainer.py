@@ -87,6 +87,9 @@ def test_upstream_next_token_loss_test_passes():
     loss = trainer._compute_next_token_loss(torch.zeros(1, 4, 10), torch.tensor([[0, 0, 5, 6]]), torch.tensor([7]))
     assert torch.allclose(loss, torch.tensor(2.0 * math.log(9.0)), atol=1e-6)
     assert trainer.loss_fn.ignore_index == 0
+    sampled = SeqTrainer(torch.nn.Linear(1, 1), loss_type="sampled_softmax", progress=False)
+    full = sampled._compute_next_token_loss(torch.zeros(1, 4, 10), torch.tensor([[0, 0, 5, 6]]), torch.tensor([7]))
+    assert torch.allclose(full, torch.tensor(math.log(9.0)))  # the full softmax on full logits (mean)
 
 
 def test_train_one_epoch_on_upstream_style_batches(tmp_path):

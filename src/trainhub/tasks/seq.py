@@ -211,10 +211,12 @@ class SampledSoftmaxLoss:
     drawn from the batch's positives (each position equally likely, so items by their frequency in
     the batch). Every candidate's logit is divided by ``temperature`` and, with
     ``logq_correction``, reduced by ``log Q(item)``, ``Q`` the expected number of times the item is
-    drawn as a negative (``in_batch * count_in_batch / N + num_negatives / (V - 1)``), which makes
-    the sampled softmax an unbiased estimate of the full one (Bengio & Senecal; Yi et al. 2019).
-    A negative equal to the row's positive is masked. Needs a model with ``encode`` / ``score``;
-    ``score(hidden [N, D], ids [K])`` must give ``[N, K]``.
+    drawn as a negative (``in_batch * count_in_batch / N + num_negatives / (V - 1)``), so items are
+    not penalised for being drawn often: the sampled softmax then estimates the full one
+    (Bengio & Senecal 2008; Yi et al. 2019). A negative equal to the row's positive is masked.
+    Needs a model with ``encode`` / ``score``; ``score(hidden [N, D], ids [K])`` must give ``[N, K]``.
+    Called on full logits ``(logits [N, V], labels [N])`` it gives the full softmax cross-entropy
+    (upstream's ``loss_fn`` use; also the validation loss).
 
     Memory and time grow with ``N * K``, not with the vocabulary. Item rows reached through a
     row-sparse table (:class:`trainhub.nn.FusedTable`) get row-sparse gradients, so a row-wise
@@ -292,6 +294,9 @@ class SampledSoftmaxLoss:
 
     def on_rows(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str | None = None) -> torch.Tensor:
         return self.full.on_rows(logits, labels, reduction)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str | None = None) -> torch.Tensor:
+        return self.full(logits, labels, reduction)
 
 
 def _score_candidates(model: nn.Module, tokens: torch.Tensor, time_diffs: Any, rows: torch.Tensor,
