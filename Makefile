@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) examples/demo_text.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 
 # Torch-RecHub 0.9.0 for the side-by-side speed table, in its own venv (gitignored). Give your own
 # interpreter with TORCH_RECHUB_PYTHON=/path/to/python to skip it. Subsets and sizes:

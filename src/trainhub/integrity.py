@@ -118,7 +118,8 @@ def verify_file(path: str | os.PathLike) -> bool:
     way_out = ("It changed after trainhub wrote it (a disk or copy error, or an edit): restore it from a copy or "
                f"train again. To load it anyway, delete its entry in {path.parent / RECORD}")
     if all(size != k["bytes"] for k in known):
-        raise IntegrityError(f"{path} has {size} bytes, {entry['bytes']} were written. {way_out}")
+        raise IntegrityError(f"{path} is truncated or damaged: it has {size} bytes, {entry['bytes']} were written. "
+                             f"{way_out}")
     got = file_digest(path)[ALGORITHM]
     if all(got != k.get(ALGORITHM) for k in known):
         raise IntegrityError(f"{path} does not match the checksum recorded when it was written ({got[:12]}... "

@@ -29,9 +29,9 @@ def record_writes() -> list[str]:
     written: list[str] = []
     original = ckpt.atomic_write
 
-    def spy(path, write):
+    def spy(path, write, **kwargs):
         written.append(str(path))
-        return original(path, write)
+        return original(path, write, **kwargs)
 
     ckpt.atomic_write = spy
     return written

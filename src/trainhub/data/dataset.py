@@ -170,10 +170,17 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         return self.num_rows
 
 
+def check_batch_size(batch_size: Any, name: str = "batch_size") -> None:
+    """A positive integer, or a ValueError naming the parameter and the value."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {batch_size!r}")
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
                 drop_last: bool = False, seed: int | None = None, **kwargs: Any) -> DataLoader:
     """A DataLoader over a :class:`DictDataset` that keeps its batch slicing. Shuffling uses
     :class:`EpochShuffleSampler` (an unseeded one draws its seed from torch's global RNG)."""
+    check_batch_size(batch_size)
     sampler = EpochShuffleSampler(len(dataset), seed) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=drop_last, collate_fn=passthrough_collate, **kwargs)

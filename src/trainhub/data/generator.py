@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from trainhub.data.dataset import DictDataset, make_loader
+from trainhub.data.dataset import DictDataset, check_batch_size, make_loader
 
 __all__ = ["DataGenerator", "SeqDataset", "SequenceDataGenerator"]
 
@@ -117,6 +117,7 @@ class SequenceDataGenerator:
                             split_ratio: Sequence[float] | None = None, shuffle: bool = True, seed: int = 2022):
         """``(loader,)`` without ``split_ratio``; with ``(train, val, test)`` fractions summing to 1,
         ``(train_loader [shuffled], val_loader, test_loader)`` split with ``seed``."""
+        check_batch_size(batch_size)
         if split_ratio is None:
             return (DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers),)
         if len(split_ratio) != 3 or abs(sum(split_ratio) - 1.0) > 1e-6:

@@ -32,12 +32,23 @@ from trainhub.integrity import IntegrityError, record_file, verify_file
 __all__ = [
     "CheckpointError", "atomic_write", "write_text_atomic", "save_weights", "load_weights", "save_state",
     "load_state", "Checkpointer", "CheckpointStore", "MainProcessWrites", "remove_stale_temps", "remove_run_files",
-    "IntegrityError",
+    "IntegrityError", "CheckpointIntegrityError",
 ]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be used; the message names the file and the way out."""
+
+
+class CheckpointIntegrityError(CheckpointError, IntegrityError):
+    """A weight or checkpoint file differs from what trainhub wrote (its recorded checksum)."""
+
+
+def _verify(path: Path, hint: str | None = None) -> None:
+    try:
+        verify_file(path)
+    except IntegrityError as err:
+        raise CheckpointIntegrityError(f"{err}{'. ' + hint if hint else ''}") from None
 
 
 def _to_state_dict(obj: Any) -> Any:
@@ -84,7 +95,7 @@ def load_weights(path: str | os.PathLike, model: nn.Module | None = None, strict
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    verify_file(path)
+    _verify(path)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -151,7 +162,7 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the write that made it never completed. {way_out}")
-    verify_file(path)
+    _verify(path, hint)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

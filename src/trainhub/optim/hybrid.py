@@ -133,12 +133,27 @@ class HybridOptimizer(torch.optim.Optimizer):
         return f"HybridOptimizer(dense={self.dense!r}, rowwise={self.rowwise!r})"
 
 
+def check_optimizer_args(optimizer_fn: Any, optimizer_params: Any) -> None:
+    """``optimizer_fn`` is callable (a class such as ``torch.optim.Adam``) and ``optimizer_params``
+    a dict; else a TypeError naming the parameter and what it got."""
+    if not callable(optimizer_fn):
+        hint = ""
+        if isinstance(optimizer_fn, str):
+            match = next((n for n in dir(torch.optim) if n.lower() == optimizer_fn.lower()), None)
+            hint = f" (did you mean torch.optim.{match}?)" if match else ""
+        raise TypeError(f"optimizer_fn must be an optimizer class such as torch.optim.Adam (called with the "
+                        f"parameters and optimizer_params), got {optimizer_fn!r}{hint}")
+    if not isinstance(optimizer_params, dict):
+        raise TypeError(f"optimizer_params must be a dict such as {{'lr': 1e-3}}, got {optimizer_params!r}")
+
+
 def build_optimizer(params: Iterable, optimizer_fn: Callable, optimizer_params: dict) -> torch.optim.Optimizer:
     """``optimizer_fn(params, **optimizer_params)``, except that row-sparse embedding tables among
     ``params`` (parameters or param groups) get the matching row-wise optimizer.
 
     Without row-sparse tables this returns exactly ``optimizer_fn(params, **optimizer_params)``.
     """
+    check_optimizer_args(optimizer_fn, optimizer_params)
     dense_groups, rowwise_groups = _split_groups(params)
     if not rowwise_groups:
         return optimizer_fn(dense_groups if len(dense_groups) > 1 else dense_groups[0]["params"], **optimizer_params)

@@ -33,6 +33,7 @@ from trainhub.files import remove_run_files
 from trainhub.logging import build_logger
 from trainhub.models.summary import model_summary
 from trainhub.optim import build_optimizer, rowwise_rule, set_sparse_embeddings
+from trainhub.optim.hybrid import check_optimizer_args
 
 __all__ = ["RecTrainer"]
 
@@ -111,6 +112,7 @@ class RecTrainer:
         run_folder.warn_unseeded_model(type(self).__name__, seed)
         self.runtime = Runtime(device=device, gpus=gpus, seed=seed, find_unused_parameters=find_unused_parameters)
         self.device = self.runtime.device
+        check_optimizer_args(optimizer_fn, DEFAULT_OPTIMIZER_PARAMS if optimizer_params is None else optimizer_params)
         self.optimizer_fn = optimizer_fn
         self.optimizer_params = dict(DEFAULT_OPTIMIZER_PARAMS if optimizer_params is None else optimizer_params)
         self.sparse_embeddings = sparse_embeddings and self._row_wise_possible(model)
