@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -59,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``trainhub`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank > 0:  # under torchrun, rank 0 reports; the others print only warnings and errors
+        level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "train":
             result = _train(args)
@@ -84,7 +88,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.getLogger("trainhub.cli").debug("failed", exc_info=True)
         print(f"error: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    if rank == 0:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     return 0
 
 

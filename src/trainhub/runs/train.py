@@ -8,6 +8,7 @@ Torch-RecHub-compatible trainer, evaluate on validation and test rows, then writ
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from trainhub.engine import seed_everything
+from trainhub.engine import Runtime, seed_everything, unwrap_model
 from trainhub.engine.checkpoint import plain_state_dict, save_weights
 from trainhub.engine.loop import check_monitor
 from trainhub.files import write_text_atomic
@@ -249,16 +250,33 @@ def train_run(config: RunConfig | str | Path | dict, overrides: Sequence[str] = 
     """
     cfg = load_run_config(config, overrides)
     kind = _trainer_kind(cfg)
+    # Under torchrun every rank trains; rank 0 alone checks, writes and swaps in the run folder.
+    runtime = Runtime(device=cfg.trainer.device)
     staging = RunStaging(cfg.run_dir)
-    staging.check()  # before anything is read or written
+    _on_main(runtime, staging.check)  # before anything is read or written
     threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     try:
-        with staging.locked():
-            return _train(cfg, kind, staging)
+        with staging.locked() if runtime.is_main else contextlib.nullcontext():
+            return _train(cfg, kind, staging, runtime)
     finally:
         torch.set_num_threads(threads)  # the setting is process-wide: give it back
+
+
+def _on_main(runtime: Runtime, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on rank 0; its result, or its error raised, on every rank (no rank is left
+    waiting for one that failed)."""
+    result, error = None, None
+    if runtime.is_main:
+        try:
+            result = fn(*args)
+        except Exception as err:  # noqa: BLE001 - raised on every rank below
+            error = err
+    result, error = runtime.broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
 
 
 def _prepare(cfg: RunConfig, kind: str) -> dict[str, Any]:
@@ -284,6 +302,13 @@ def _prepare(cfg: RunConfig, kind: str) -> dict[str, Any]:
             "task_types": task_types, "rows": rows}
 
 
+def _resume_source(cfg: RunConfig, staging: RunStaging) -> Path | None:
+    folder = staging.resume_source(cfg.trainer.resume)
+    if folder is not None:
+        _check_same_config(cfg, folder)
+    return folder
+
+
 def _check_same_config(cfg: RunConfig, folder: Path) -> None:
     """A resumed run must train what the checkpoint trained: the same data, model and seed."""
     path = folder / "config.yaml"
@@ -304,7 +329,7 @@ def _check_same_config(cfg: RunConfig, folder: Path) -> None:
                 "may change), or leave resume off to start a new run")
 
 
-def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
+def _train(cfg: RunConfig, kind: str, staging: RunStaging, runtime: Runtime) -> RunResult:
     seed_everything(cfg.seed)
 
     # 1. rows -> model inputs (encoder and scaling fitted on the training rows only)
@@ -317,10 +342,9 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
     model, params = build_model(cfg, features, data["groups"], task_types)
 
     # 3. the trainer, still writing nothing: its folder is the staging folder, created below
-    resume_from = staging.resume_source(cfg.trainer.resume)
-    if resume_from is not None:
-        _check_same_config(cfg, resume_from)
+    resume_from = _on_main(runtime, _resume_source, cfg, staging)
     stage = staging.stage
+    main = runtime.is_main
     recorder = MetricRecorder()
     logger = MultiLogger([recorder])
     trainer = _build_trainer(kind, cfg, model, task_types or [], stage, _KeepOpen(logger), resume_from is not None)
@@ -335,16 +359,19 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
     check_monitor(trainer.task, trainer.early_stopper if loaders["val"] is not None else None, trainer.callbacks)
 
     # 4. training in the staging folder; loggers stay open past fit for test metrics and artifacts
-    stage = staging.open(resume_from)
-    backends = build_logger(cfg.loggers.names, save_dir=stage / "logs", experiment_name=cfg.loggers.experiment_name,
-                            tracking_uri=cfg.loggers.tracking_uri, run_name=cfg.run_name,
-                            artifact_dir=staging.target.resolve() / "logs" / "mlartifacts")
+    _on_main(runtime, staging.open, resume_from)
+    backends = MultiLogger([])
+    if main:
+        backends = build_logger(cfg.loggers.names, save_dir=stage / "logs",
+                                experiment_name=cfg.loggers.experiment_name, tracking_uri=cfg.loggers.tracking_uri,
+                                run_name=cfg.run_name, artifact_dir=staging.target.resolve() / "logs" / "mlartifacts")
     logger.loggers.extend(backends.loggers)
     committed = False
     try:
-        pre.save(stage)
-        write_text_atomic(stage / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        logger.log_params(_run_params(cfg, kind, rows, features))
+        if main:
+            pre.save(stage)
+            write_text_atomic(stage / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            logger.log_params(_run_params(cfg, kind, rows, features))
         if kind == "mtl":  # returns Torch-RecHub's per-epoch lists; the full result is kept on the trainer
             trainer.fit(loaders["train"], loaders["val"], seed=cfg.seed)
             fit_result = trainer.fit_result
@@ -367,10 +394,15 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
                         step)
             logger.log_metrics({f"test/{k}": v for k, v in metrics["test"].items()}, step=kept)
 
-        # 6. the run folder, written whole in the staging folder, then swapped in
+        # 6. the run folder, written whole in the staging folder, then swapped in (rank 0)
+        summary = model_summary(trainer.model)
+        if not main:
+            runtime.barrier()  # rank 0 has swapped the folder in when this returns
+            committed = True
+            return RunResult(staging.target, metrics, fit_result.best_epoch, fit_result.state.epoch,
+                             summary["num_parameters"], rows)
         save_weights(stage / WEIGHTS, plain_state_dict(trainer.model, copy=False),
                      {"model": cfg.model.name, "format": FORMAT})
-        summary = model_summary(trainer.model)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "trainhub_version": _version(),
             "name": cfg.run_name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -387,7 +419,7 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
         if match:
             manifest["match"] = {k: match[k] for k in ("item_id", "user_id", "item_columns", "user_columns")}
         if match and match["item_id"]:
-            run = Run(stage, manifest, trainer.model, pre, features, trainer.device)
+            run = Run(stage, manifest, unwrap_model(trainer.model), pre, features, trainer.device)
             export_embeddings(run, match["items"], match["all_rows"] if match["user_id"] else None)
         if cfg.loggers.plots:
             title = f"{cfg.model.name} on {cfg.dataset.name or 'files'}"
@@ -396,10 +428,11 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging) -> RunResult:
         _close_file_loggers(backends)  # metrics.csv and event files complete before the swap
         run_dir = staging.commit()
         committed = True
+        runtime.barrier()
         _relocate(backends, run_dir / "logs")
         _log_artifacts(logger, run_dir)
     except BaseException:
-        if not committed:
+        if not committed and main:
             log.error("the run did not finish; %s is unchanged. What it wrote is in %s (trainer.resume=auto "
                       "continues from its last finished epoch)", staging.target, stage)
         raise
