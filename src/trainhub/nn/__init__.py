@@ -3,6 +3,7 @@
 from trainhub.nn.attention import InteractingLayer, TargetAttention, masked_softmax
 from trainhub.nn.embedding import EmbeddingCollection, check_ids, masked_pool, require
 from trainhub.nn.ffm import CEN, FFM, FieldAwareEmbedding
+from trainhub.nn.hstu import HSTUBlock, HSTULayer
 from trainhub.nn.interaction import FM, LR, CrossNetMix, CrossNetV2, CrossNetwork
 from trainhub.nn.mlp import MLP, Dice, Dropout, activation_layer
 from trainhub.nn.rnn import AUGRU, MaskedGRU
@@ -32,4 +33,6 @@ __all__ = [
     "AUGRU",
     "SENETLayer",
     "BilinearInteraction",
+    "HSTULayer",
+    "HSTUBlock",
 ]
