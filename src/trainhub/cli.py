@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--users", nargs="+", help="CSV/Parquet rows with the user columns")
     export.add_argument("--out", help="folder (default: RUN_DIR/embeddings)")
     models = sub.add_parser("list-models", help="registered model names")
-    models.add_argument("--family", choices=["ranking", "matching", "multitask"])
+    models.add_argument("--family", choices=["ranking", "matching", "multitask", "generative"])
     sub.add_parser("list-datasets", help="datasets a run config can name")
     return parser
 

@@ -43,7 +43,7 @@ def _load_all() -> None:
     # Importing the model packages runs their decorators.
     import trainhub.models.ranking  # noqa: F401
 
-    for module in ("trainhub.models.matching", "trainhub.models.multitask"):
+    for module in ("trainhub.models.matching", "trainhub.models.multitask", "trainhub.models.generative"):
         try:
             __import__(module)
         except ModuleNotFoundError as err:
