@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--task", help="text models: the task name from the config")
     predict.add_argument("--out", help="run folders: write predictions to this CSV instead of stdout")
     predict.add_argument("--top-k", type=int, default=None,
-                         help="matching runs: recommend the top K items per row instead of scoring the row's item")
+                         help="matching runs: recommend the top K items per row instead of scoring the row's item; "
+                              "next-item runs: items per user of the log (default 10)")
     export = sub.add_parser("export", help="matching runs: write user/item embeddings and an item index")
     export.add_argument("run_dir")
     export.add_argument("--items", nargs="+", required=True, help="CSV/Parquet rows with the item columns")
@@ -159,7 +160,11 @@ def _predict(args: argparse.Namespace) -> Any:
     run = load_run(folder)
     df = read_table(args.inputs)
     out = df.copy()
-    if args.top_k:
+    if run.kind == "seq":  # an interaction log in, the next items of each of its users out
+        out = run.recommend_log(df, k=args.top_k or 10)
+        out["recommended"] = [json.dumps(r, default=str) for r in out["recommended"]]
+        out["scores"] = [json.dumps(r) for r in out["scores"]]
+    elif args.top_k:
         recs = run.recommend(df, k=args.top_k)
         out["recommended"] = [json.dumps([v for v, _ in r], default=str) for r in recs]
         out["scores"] = [json.dumps([round(s, 6) for _, s in r]) for r in recs]

@@ -25,7 +25,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["synthetic_ctr", "synthetic_sequence", "synthetic_multitask", "synthetic_matching", "split_frame"]
+__all__ = ["synthetic_ctr", "synthetic_sequence", "synthetic_multitask", "synthetic_matching", "synthetic_interactions",
+           "split_frame"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -204,3 +205,39 @@ def synthetic_matching(num_users: int = 2000, num_items: int = 300, interactions
     parts = {"train": frame[frame.position < last - 1], "val": frame[frame.position == last - 1],
              "test": frame[frame.position == last]}
     return {k: v.drop(columns="position").reset_index(drop=True) for k, v in parts.items()}
+
+
+def synthetic_interactions(num_users: int = 1000, num_items: int = 400, min_events: int = 10, max_events: int = 40,
+                           num_clusters: int = 20, follow: float = 0.7, seed: int = 0) -> dict[str, "pd.DataFrame"]:
+    """An interaction log (``user_id, item_id, timestamp``) whose order matters, for next-item models.
+
+    Items fall into ``num_clusters`` clusters of consecutive ids. Each user has a favourite cluster
+    and walks through it: with probability ``follow`` the next item is the one after the previous
+    item (in its cluster), otherwise an item drawn by popularity from the favourite cluster (or, one
+    time in five, from any cluster). So the next item is predictable from the last one, which a
+    sequence model learns and a most-popular list cannot. Timestamps are seconds, increasing per
+    user. Returns ``{"train": log}``: a next-item run splits it itself (leave-one-out by default).
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    cluster_size = max(1, num_items // num_clusters)
+    popularity = 1.0 / np.arange(1, cluster_size + 1) ** 0.8
+    popularity /= popularity.sum()
+    users, items, times = [], [], []
+    for user in range(num_users):
+        favourite = int(rng.integers(num_clusters))
+        clock = int(rng.integers(880_000_000, 890_000_000))
+        item = None
+        for _ in range(int(rng.integers(min_events, max_events + 1))):
+            if item is not None and rng.random() < follow:
+                cluster, offset = divmod(item, cluster_size)
+                item = cluster * cluster_size + (offset + 1) % cluster_size
+            else:
+                cluster = favourite if rng.random() < 0.8 else int(rng.integers(num_clusters))
+                item = cluster * cluster_size + int(rng.choice(cluster_size, p=popularity))
+            clock += int(rng.integers(60, 86_400))
+            users.append(user + 1)
+            items.append(item + 1)
+            times.append(clock)
+    return {"train": pd.DataFrame({"user_id": users, "item_id": items, "timestamp": times})}

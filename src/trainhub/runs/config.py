@@ -174,6 +174,16 @@ class DatasetConfig(_Section):
     user_id: Optional[str] = None
     item_id: Optional[str] = None
     item_columns: Optional[List[str]] = None
+    # next-item (generative) runs: an interaction log of user_id, item_id and timestamp columns
+    timestamp: Optional[str] = None
+    max_seq_len: int = Field(50, ge=1)
+    sequence_split: Literal["leave_one_out", "time"] = "leave_one_out"
+    val_start: Optional[Union[float, str]] = None
+    test_start: Optional[Union[float, str]] = None
+    min_interactions: Optional[int] = Field(None, ge=2)
+    layout: Literal["user", "sliding"] = "user"
+    time_unit: str = "s"
+    csv_options: Dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("split")
     @classmethod
@@ -245,14 +255,17 @@ class TrainerConfig(_Section):
         task_types / adaptive_params / earlystop_taskid: multi-task only (``task_types`` defaults
             to the model's ``task_types`` parameter, else one ``classification`` per label).
         loss_mode: CTR only (False: the model returns ``(logits, aux_loss)``, e.g. DIEN).
-        topk: K values of the Recall@K / NDCG@K reported for matching runs.
+        topk: K values of the Recall@K / NDCG@K reported for matching runs (next-item runs: HR/NDCG/MRR@K,
+            default 10, 50, 200).
+        loss_type / loss_params / exclude_history: next-item (generative) runs only, see
+            :class:`trainhub.trainers.SeqTrainer`.
         resume: ``auto`` continues a run that was killed (its staging folder ``.<name>.partial``
             beside ``output_dir``) or trains a finished run further (raise ``n_epoch``), and starts
             afresh when there is nothing to continue; ``true`` is an error then; ``false`` (default)
             starts a new run that replaces ``output_dir`` when it finishes.
     """
 
-    type: Optional[Literal["ctr", "match", "mtl"]] = None
+    type: Optional[Literal["ctr", "match", "mtl", "seq"]] = None
     n_epoch: int = Field(10, ge=1)
     batch_size: int = Field(256, ge=1)
     eval_batch_size: Optional[int] = Field(None, ge=1)
@@ -279,6 +292,9 @@ class TrainerConfig(_Section):
     adaptive_params: Optional[Dict[str, Any]] = None
     earlystop_taskid: Optional[int] = Field(None, ge=0)
     topk: List[int] = Field(default_factory=lambda: [10, 50])
+    loss_type: Optional[Literal["cross_entropy", "nce", "sampled_softmax"]] = None
+    loss_params: Optional[Dict[str, Any]] = None
+    exclude_history: Optional[bool] = None
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -296,7 +312,8 @@ class TrainerConfig(_Section):
     def _family_keys(self) -> "TrainerConfig":
         only = {"ctr": ("loss_mode",), "match": ("mode", "in_batch_neg", "in_batch_neg_ratio", "hard_negative",
                                                    "sampler_seed"),
-                "mtl": ("task_types", "adaptive_params", "earlystop_taskid")}
+                "mtl": ("task_types", "adaptive_params", "earlystop_taskid"),
+                "seq": ("loss_type", "loss_params", "exclude_history")}
         if self.type is None:
             return self
         for family, keys in only.items():

@@ -100,6 +100,14 @@ register_dataset(NamedDataset(
      "user_id": "user_id", "item_id": "item_id", "item_columns": ["item_id", "cate_id"]}))
 
 
+register_dataset(NamedDataset(
+    "synthetic_interactions", "an interaction log (user_id, item_id, timestamp) in which each user walks "
+    "through a cluster of items, so the next item follows from the last; for HSTU, SASRec and other "
+    "next-item models",
+    synthetic.synthetic_interactions,
+    {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}))
+
+
 def _examples_data() -> Path:
     return Path(__file__).resolve().parents[3] / "examples" / "data"
 

@@ -100,14 +100,15 @@ class Run:
         features: ``{name: feature spec}``.
     """
 
-    def __init__(self, folder: Path, manifest: dict, model: nn.Module, preprocessor: Preprocessor,
+    def __init__(self, folder: Path, manifest: dict, model: nn.Module, preprocessor: Preprocessor | None,
                  features: dict[str, Any], device: torch.device):
         self.folder, self.manifest, self.model = folder, manifest, model
         self.preprocessor, self.features, self.device = preprocessor, features, device
+        self.vocab: Any = None  # next-item runs: the ItemVocab (token <-> raw item id)
 
     @property
     def kind(self) -> str:
-        """``"ctr"``, ``"match"`` or ``"mtl"``."""
+        """``"ctr"``, ``"match"``, ``"mtl"`` or ``"seq"`` (next-item)."""
         return self.manifest["trainer"]
 
     @property
@@ -168,8 +169,18 @@ class Run:
         df, where = _as_frame(data)
         return self._embed(df, "item", where, batch_size)
 
-    def recommend(self, data: Any, k: int = 10, batch_size: int = 4096) -> list[list[tuple[Any, float]]]:
-        """Top ``k`` items ``(item value, score)`` per row, from the exported item index."""
+    def recommend(self, data: Any, k: int = 10, batch_size: int = 4096, *, times: Any = None,
+                  exclude_history: bool = True) -> list[list[tuple[Any, float]]]:
+        """Top ``k`` items ``(item value, score)`` per row, best first.
+
+        Matching runs score each row's user tower against the exported item index. Next-item
+        runs (``trainer == "seq"``) take histories: a list of raw item-id lists (oldest first,
+        ``times`` their timestamps in seconds), and never recommend an item of the history
+        (``exclude_history``); items the run never saw are dropped from a history. For an
+        interaction log, see :meth:`recommend_log`.
+        """
+        if self.kind == "seq":
+            return self._next_items(data, k, times, exclude_history, batch_size)
         from trainhub.retrieval import TorchIndex
 
         self._match_section()
@@ -181,6 +192,55 @@ class Run:
         scores, ids = index.search(self.user_embeddings(data, batch_size), k=k)
         return [[(values[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
                 for row_ids, row_scores in zip(ids.tolist(), scores.tolist())]
+
+
+    @torch.no_grad()
+    def _next_items(self, histories: Any, k: int, times: Any, exclude_history: bool,
+                    batch_size: int) -> list[list[tuple[Any, float]]]:
+        from trainhub.data.interactions import encode_histories
+        from trainhub.tasks.seq import NextItemTask
+
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if isinstance(histories, (str, Path)) or not isinstance(histories, (list, tuple)):
+            raise TypeError("a next-item run recommends after histories: a list of item-id lists (use "
+                            "recommend_log for an interaction log)")
+        section = self.manifest["sequence"]
+        tokens, diffs = encode_histories(self.vocab, histories, int(section["max_seq_len"]), times)
+        task = NextItemTask(self.manifest.get("loss_type", "cross_entropy"))
+        self.model.eval()
+        out: list[list[tuple[Any, float]]] = []
+        for start in range(0, len(tokens), batch_size):
+            part = slice(start, start + batch_size)
+            ids, scores = task.top_k(self.model, tokens[part].to(self.device), diffs[part].to(self.device), k,
+                                     exclude_history)
+            for row_ids, row_scores in zip(ids.cpu().tolist(), scores.cpu().tolist()):
+                kept = [(t, v) for t, v in zip(row_ids, row_scores) if t != 0]
+                values = self.vocab.decode([t for t, _ in kept]).tolist() if kept else []
+                out.append([(value, float(v)) for value, (_, v) in zip(values, kept)])
+        return out
+
+    def recommend_log(self, log: Any, k: int = 10, exclude_history: bool = True) -> "pd.DataFrame":
+        """Next-item runs: the top ``k`` next items for every user of an interaction log (a
+        DataFrame or CSV/Parquet path with the run's user, item and timestamp columns), as a
+        frame of ``<user column>``, ``recommended`` (raw item ids, best first) and ``scores``."""
+        import pandas as pd
+
+        from trainhub.data.interactions import read_interactions
+
+        if self.kind != "seq":
+            raise ValueError(f"{self.folder} holds a {self.kind} run; recommend_log needs a next-item run")
+        section = self.manifest["sequence"]
+        rows = read_interactions(log, section["user_id"], section["item_id"], section["timestamp"],
+                                 time_unit=section.get("time_unit", "s"))
+        rows = rows.sort_values(["user", "time"], kind="stable")
+        grouped = rows.groupby("user", sort=False)
+        users = list(grouped.groups)
+        histories = [grouped.get_group(u)["item"].tolist() for u in users]
+        times = [grouped.get_group(u)["time"].tolist() for u in users]
+        recs = self.recommend(histories, k, times=times, exclude_history=exclude_history)
+        return pd.DataFrame({section["user_id"]: users, "recommended": [[v for v, _ in r] for r in recs],
+                             "scores": [[round(s, 6) for _, s in r] for r in recs]})
 
 
 def export_embeddings(run: Run, items: "pd.DataFrame", users: "pd.DataFrame | None" = None,
@@ -249,4 +309,10 @@ def load_run(folder: str | Path, device: str | torch.device = "cpu") -> Run:
     model, features = build_model_from_manifest(manifest)
     load_weights(folder / manifest.get("weights", WEIGHTS), model)
     model.to(device).eval()
+    if manifest.get("trainer") == "seq":  # next-item runs: an item vocabulary instead of an encoder
+        from trainhub.data.interactions import ItemVocab
+
+        run = Run(folder, manifest, model, None, features, device)
+        run.vocab = ItemVocab(read_json(folder / manifest["sequence"]["items"], keys=("items",))["items"])
+        return run
     return Run(folder, manifest, model, Preprocessor.load(folder), features, device)

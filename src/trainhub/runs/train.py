@@ -44,7 +44,7 @@ __all__ = ["RunResult", "train_run", "FAMILY_TRAINERS"]
 log = logging.getLogger(__name__)
 
 #: Model family (registry) -> trainer kind.
-FAMILY_TRAINERS = {"ranking": "ctr", "matching": "match", "multitask": "mtl"}
+FAMILY_TRAINERS = {"ranking": "ctr", "matching": "match", "multitask": "mtl", "generative": "seq"}
 
 
 @dataclass
@@ -151,15 +151,12 @@ def _scheduler(cfg: RunConfig) -> tuple[Any, dict[str, Any] | None]:
     return fn, cfg.trainer.scheduler.params
 
 
-def _build_trainer(kind: str, cfg: RunConfig, model: torch.nn.Module, task_types: list[str], run_dir: Path,
-                   logger: Any, resume: bool):
-    from trainhub.trainers import CTRTrainer, MatchTrainer, MTLTrainer
-
+def trainer_options(cfg: RunConfig, run_dir: Path, logger: Any, resume: bool) -> dict[str, Any]:
+    """The keyword arguments every trainer face takes, from the ``trainer`` section."""
     t = cfg.trainer
     optimizer_fn, optimizer_params = _optimizer(cfg)
     scheduler_fn, scheduler_params = _scheduler(cfg)
-    common = dict(optimizer_fn=optimizer_fn, optimizer_params=optimizer_params,
-                  regularization_params=t.regularization, scheduler_fn=scheduler_fn,
+    common = dict(optimizer_fn=optimizer_fn, optimizer_params=optimizer_params, scheduler_fn=scheduler_fn,
                   scheduler_params=scheduler_params, n_epoch=t.n_epoch, earlystop_patience=t.earlystop_patience,
                   device=t.device, model_path=str(run_dir), model_logger=[logger], seed=cfg.seed,
                   max_grad_norm=t.max_grad_norm, precision=t.precision, sparse_embeddings=t.sparse_embeddings,
@@ -167,6 +164,15 @@ def _build_trainer(kind: str, cfg: RunConfig, model: torch.nn.Module, task_types
     if t.earlystop_monitor is not None:
         common["earlystop_monitor"] = t.earlystop_monitor
     common["earlystop_mode"] = t.earlystop_mode  # None: the direction the task declares for the monitor
+    return common
+
+
+def _build_trainer(kind: str, cfg: RunConfig, model: torch.nn.Module, task_types: list[str], run_dir: Path,
+                   logger: Any, resume: bool):
+    from trainhub.trainers import CTRTrainer, MatchTrainer, MTLTrainer
+
+    t = cfg.trainer
+    common = {**trainer_options(cfg, run_dir, logger, resume), "regularization_params": t.regularization}
     if kind == "ctr":
         return CTRTrainer(model, loss_mode=True if t.loss_mode is None else t.loss_mode, **common)
     if kind == "mtl":
@@ -226,10 +232,10 @@ def _match_setup(cfg: RunConfig, pre: Preprocessor, frames: dict, x: dict, train
     return setup
 
 
-def _run_params(cfg: RunConfig, kind: str, rows: Mapping[str, int], features: Mapping[str, Any]) -> dict[str, Any]:
+def _run_params(cfg: RunConfig, kind: str, rows: Mapping[str, int], extra: Mapping[str, Any]) -> dict[str, Any]:
     params = {f"config.{k}": v for k, v in flatten_params(cfg.to_dict()).items()}
     params.update({"trainer_kind": kind, "batch_size": cfg.trainer.batch_size, "run_name": cfg.run_name,
-                   **{f"rows.{k}": v for k, v in rows.items()}, "num_features": len(features)})
+                   **{f"rows.{k}": v for k, v in rows.items()}, **extra})
     return params
 
 
@@ -329,33 +335,72 @@ def _check_same_config(cfg: RunConfig, folder: Path) -> None:
                 "may change), or leave resume off to start a new run")
 
 
-def _train(cfg: RunConfig, kind: str, staging: RunStaging, runtime: Runtime) -> RunResult:
-    seed_everything(cfg.seed)
+@dataclass
+class _Job:
+    """What differs between run kinds; :func:`_train` does the rest the same way for all."""
 
-    # 1. rows -> model inputs (encoder and scaling fitted on the training rows only)
+    trainer: Any
+    loaders: dict[str, Any]
+    rows: dict[str, int]
+    params: dict[str, Any]
+    write_inputs: Any  # (folder) -> None: the files that turn raw rows into model inputs
+    manifest: dict[str, Any] = field(default_factory=dict)  # kind-specific run.json entries
+    run_params: dict[str, Any] = field(default_factory=dict)
+    evaluators: dict[str, Any] = field(default_factory=dict)  # split -> extra metrics (retrieval)
+    finish: Any = None  # (folder, manifest) -> None: extra files (embeddings), rank 0
+
+
+def _tabular_job(cfg: RunConfig, kind: str, stage: Path, logger: Any, resume: bool) -> _Job:
+    """CTR, matching and multi-task runs: rows -> encoder + scaling -> features -> model."""
     data = _prepare(cfg, kind)
     frames, pre, x, y = data["frames"], data["pre"], data["x"], data["y"]
-    features, task_types, rows = data["features"], data["task_types"], data["rows"]
-
-    # 2. the model, by registry name
+    features, task_types = data["features"], data["task_types"]
     seed_everything(cfg.seed)  # the same weights whatever the data loading consumed
     model, params = build_model(cfg, features, data["groups"], task_types)
-
-    # 3. the trainer, still writing nothing: its folder is the staging folder, created below
-    resume_from = _on_main(runtime, _resume_source, cfg, staging)
-    stage = staging.stage
-    main = runtime.is_main
-    recorder = MetricRecorder()
-    logger = MultiLogger([recorder])
-    trainer = _build_trainer(kind, cfg, model, task_types or [], stage, _KeepOpen(logger), resume_from is not None)
-    match = _match_setup(cfg, pre, frames, x, trainer) if kind == "match" else None
-    if match and "val" in match["evaluators"]:
+    trainer = _build_trainer(kind, cfg, model, task_types or [], stage, logger, resume)
+    job = _Job(trainer, _loaders(cfg, x, y), data["rows"], params, pre.save,
+               {"features": [feature_to_dict(f) for f in features.values()]}, {"num_features": len(features)})
+    if kind == "ctr":
+        job.manifest["loss_mode"] = True if cfg.trainer.loss_mode is None else cfg.trainer.loss_mode
+    if kind == "mtl":
+        job.manifest.update(task_types=task_types, labels=pre.labels)
+    if kind != "match":
+        return job
+    match = _match_setup(cfg, pre, frames, x, trainer)
+    job.evaluators = match["evaluators"]
+    job.manifest["match"] = {k: match[k] for k in ("item_id", "user_id", "item_columns", "user_columns")}
+    if "val" in match["evaluators"]:
         evaluator = match["evaluators"]["val"]  # adds recall_at_K to every validation
         evaluator.model = trainer.model
         trainer.callbacks.append(evaluator)
         if cfg.trainer.earlystop_monitor is None:  # retrieval quality is what a matching run is for
             trainer.early_stopper.monitor = f"recall_at_{min(cfg.trainer.topk)}"
-    loaders = _loaders(cfg, x, y)
+    if match["item_id"]:
+        def finish(folder: Path, manifest: dict) -> None:
+            run = Run(folder, manifest, unwrap_model(trainer.model), pre, features, trainer.device)
+            export_embeddings(run, match["items"], match["all_rows"] if match["user_id"] else None)
+
+        job.finish = finish
+    return job
+
+
+def _train(cfg: RunConfig, kind: str, staging: RunStaging, runtime: Runtime) -> RunResult:
+    seed_everything(cfg.seed)
+
+    # 1-3. data, model and trainer, still writing nothing: the trainer's folder is the staging
+    # folder, created below (every check has run by then)
+    resume_from = _on_main(runtime, _resume_source, cfg, staging)
+    stage = staging.stage
+    main = runtime.is_main
+    recorder = MetricRecorder()
+    logger = MultiLogger([recorder])
+    if kind == "seq":
+        from trainhub.runs.sequences import sequence_job
+
+        job = sequence_job(cfg, stage, _KeepOpen(logger), resume_from is not None)
+    else:
+        job = _tabular_job(cfg, kind, stage, _KeepOpen(logger), resume_from is not None)
+    trainer, loaders, rows = job.trainer, job.loaders, job.rows
     check_monitor(trainer.task, trainer.early_stopper if loaders["val"] is not None else None, trainer.callbacks)
 
     # 4. training in the staging folder; loggers stay open past fit for test metrics and artifacts
@@ -369,14 +414,14 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging, runtime: Runtime) -> 
     committed = False
     try:
         if main:
-            pre.save(stage)
+            job.write_inputs(stage)
             write_text_atomic(stage / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            logger.log_params(_run_params(cfg, kind, rows, features))
+            logger.log_params(_run_params(cfg, kind, rows, job.run_params))
         if kind == "mtl":  # returns Torch-RecHub's per-epoch lists; the full result is kept on the trainer
             trainer.fit(loaders["train"], loaders["val"], seed=cfg.seed)
-            fit_result = trainer.fit_result
         else:
-            fit_result = trainer.fit(loaders["train"], loaders["val"])
+            trainer.fit(loaders["train"], loaders["val"])
+        fit_result = trainer.fit_result
 
         # 5. evaluation of the best weights
         metrics: dict[str, dict[str, float]] = {}
@@ -384,8 +429,8 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging, runtime: Runtime) -> 
             if loaders[part] is None:
                 continue
             scores = trainer.evaluate_all(trainer.model, loaders[part])
-            if match and part in match["evaluators"]:
-                scores.update(match["evaluators"][part].compute(trainer.model))
+            if part in job.evaluators:
+                scores.update(job.evaluators[part].compute(trainer.model))
             metrics[part] = {k: float(v) for k, v in scores.items()}
         step = fit_result.state.global_step
         if "test" in metrics:  # at the step of the weights that were kept (the best validation)
@@ -406,21 +451,13 @@ def _train(cfg: RunConfig, kind: str, staging: RunStaging, runtime: Runtime) -> 
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "trainhub_version": _version(),
             "name": cfg.run_name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "trainer": kind, "model": {"name": cfg.model.name, "params": params_to_json(params)},
-            "features": [feature_to_dict(f) for f in features.values()], "weights": WEIGHTS,
-            "metrics": metrics, "rows": rows, "best_epoch": fit_result.best_epoch,
-            "epochs_run": fit_result.state.epoch, "global_steps": step, "summary": summary, "seed": cfg.seed,
+            "trainer": kind, "model": {"name": cfg.model.name, "params": params_to_json(job.params)},
+            "features": [], "weights": WEIGHTS, "metrics": metrics, "rows": rows,
+            "best_epoch": fit_result.best_epoch, "epochs_run": fit_result.state.epoch, "global_steps": step,
+            "summary": summary, "seed": cfg.seed, **job.manifest,
         }
-        if kind == "ctr":
-            manifest["loss_mode"] = True if cfg.trainer.loss_mode is None else cfg.trainer.loss_mode
-        if kind == "mtl":
-            manifest["task_types"] = task_types
-            manifest["labels"] = pre.labels
-        if match:
-            manifest["match"] = {k: match[k] for k in ("item_id", "user_id", "item_columns", "user_columns")}
-        if match and match["item_id"]:
-            run = Run(stage, manifest, unwrap_model(trainer.model), pre, features, trainer.device)
-            export_embeddings(run, match["items"], match["all_rows"] if match["user_id"] else None)
+        if job.finish is not None:
+            job.finish(stage, manifest)
         if cfg.loggers.plots:
             title = f"{cfg.model.name} on {cfg.dataset.name or 'files'}"
             plot_curves(recorder, stage / "curves.png", title)
@@ -455,7 +492,7 @@ def _relocate(backends: MultiLogger, log_dir: Path) -> None:
 
 
 def _log_artifacts(logger: MultiLogger, run_dir: Path) -> None:
-    for name in ("config.yaml", "run.json", WEIGHTS, "encoder.json", "preprocess.json", "curves.png"):
+    for name in ("config.yaml", "run.json", WEIGHTS, "encoder.json", "preprocess.json", "items.json", "curves.png"):
         if (run_dir / name).is_file():
             logger.log_artifact(str(run_dir / name))
     if (run_dir / "embeddings").is_dir():
