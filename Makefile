@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(PY) examples/demo_ctr.py
+	$(PY) examples/demo_next_item.py
 	$(PY) examples/demo_text.py
 
 test: $(STAMP)
