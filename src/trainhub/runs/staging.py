@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: Names a config run (or an earlier run into the same folder) leaves in its folder.
 RUN_FILES = frozenset({
     "run.json", "model.safetensors", "config.yaml", "encoder.json", "preprocess.json", "curves.png", "embeddings",
-    "model.pth", "best.safetensors", "last.ckpt", "logs", "integrity.json",
+    "model.pth", "best.safetensors", "last.ckpt", "logs", "integrity.json", "items.json",
 })
 
 
