@@ -104,3 +104,8 @@ def test_version_and_listings(capsys):
     assert "YoutubeDNN" in listed and "DeepFM" not in listed
     assert main(["list-datasets"]) == 0
     assert "synthetic_ctr" in capsys.readouterr().out
+
+
+def test_dotted_overrides_reach_into_shorthand_sections():
+    cfg = load_run_config({**BASE, "model": "LR", "loggers": ["csv"]}, ["loggers.names=[mlflow]", "model.params={}"])
+    assert cfg.loggers.names == ["mlflow"] and cfg.model.name == "LR"

@@ -462,7 +462,8 @@ def load_run_config(source: Union[str, Path, Dict[str, Any], RunConfig], overrid
             raise FileNotFoundError(f"config file not found: {path}")
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         where, base = str(path), path.resolve().parent
-    data = apply_overrides(data if isinstance(data, dict) else {}, overrides) if isinstance(data, dict) else data
+    if isinstance(data, dict):  # shorthands spelt out first, so `loggers.names=[...]` overrides `loggers: [csv]`
+        data = apply_overrides(RunConfig._shorthands(data), overrides)
     if config_kind(data) != "rec":
         raise ConfigError(f"{where} is a text experiment config (it has 'tasks'); load it with "
                           "trainhub.text.load_experiment_config or run it with `trainhub train`")
