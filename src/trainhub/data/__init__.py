@@ -14,6 +14,7 @@ from trainhub.data.match import (
     negative_sample,
 )
 from trainhub.data.parquet import ParquetIterableDataset, ParquetLoader
+from trainhub.data.semantic import EmbDataset, SemanticIDTokenizer, TigerSeqDataset, Trie
 from trainhub.data.seqlog import NextItemSamples, SequenceSplits, UserSequences, interaction_sequences
 from trainhub.data.sequence import generate_seq_feature
 from trainhub.data.utils import array_replace_with_dict, df_to_dict, pad_sequences
@@ -52,4 +53,9 @@ __all__ = [
     "inbatch_negative_sampling",
     "gather_inbatch_logits",
     "pa_array_to_tensor",
+    # semantic IDs: RQ-VAE inputs, TIGER sequences (Torch-RecHub utils.data)
+    "EmbDataset",
+    "TigerSeqDataset",
+    "Trie",
+    "SemanticIDTokenizer",
 ]

@@ -11,7 +11,9 @@ from trainhub.tasks.match import (
 )
 from trainhub.tasks.multitask import MTLStepOutput, MTLTask
 from trainhub.tasks.regularization import Regularization, RegularizationLoss
+from trainhub.tasks.rqvae import RQVAETask
 from trainhub.tasks.seq import FullSoftmaxLoss, NextItemTask, SampledSoftmaxLoss, build_seq_loss
+from trainhub.tasks.tiger import TIGERTask
 from trainhub.tasks.weighting import (
     EqualWeighting,
     GradNorm,
@@ -25,4 +27,5 @@ __all__ = ["CTRTask", "Regularization", "RegularizationLoss", "check_binary_labe
            "MTLTask", "MTLStepOutput", "LossWeighting", "EqualWeighting", "UncertaintyWeighting",
            "GradNorm", "MetaBalance", "build_weighting",
            "MatchTask", "PointwiseBCE", "PairwiseBPR", "ListwiseSoftmax", "InBatchNegatives", "objective_for_mode",
-           "NextItemTask", "FullSoftmaxLoss", "SampledSoftmaxLoss", "build_seq_loss"]
+           "NextItemTask", "FullSoftmaxLoss", "SampledSoftmaxLoss", "build_seq_loss",
+           "RQVAETask", "TIGERTask"]
