@@ -1,4 +1,5 @@
-"""Generative next-item models: HSTU, SASRec and HLLM on one interface.
+"""Generative recommendation: next-item models (HSTU, SASRec, HLLM) on one interface, and semantic
+IDs (RQ-VAE) with TIGER's generative retrieval.
 
 Torch-RecHub 0.9.0 paths: ``torch_rechub.models.generative`` (``HSTUModel``, ``HLLMModel``) and
 ``torch_rechub.utils.hstu_utils`` (``RelPosBias``, ``RelativeBucketedTimeAndPositionBias``,
@@ -44,6 +45,8 @@ from trainhub.models.generative.base import NextItemModel, example_batch, score_
 from trainhub.models.generative.hllm import HLLMModel, load_item_embeddings
 from trainhub.models.generative.hstu import HSTUModel
 from trainhub.models.generative.mask import VocabMask
+from trainhub.models.generative.quantizer import ResidualVectorQuantizer, VectorQuantizer
+from trainhub.models.generative.rqvae import RQVAEModel
 from trainhub.models.generative.sasrec import SASRecModel
 from trainhub.nn.hstu import RelativeBucketedTimeAndPositionBias, RelPosBias
 
@@ -58,4 +61,18 @@ __all__ = [
     "load_item_embeddings",
     "score_items",
     "example_batch",
+    "RQVAEModel",
+    "VectorQuantizer",
+    "ResidualVectorQuantizer",
+    "TIGERModel",
+    "tiger_config",
 ]
+
+
+def __getattr__(name: str):
+    """``TIGERModel`` needs ``transformers`` (extra ``text``): imported only when asked for."""
+    if name in ("TIGERModel", "tiger_config"):
+        from trainhub.models.generative import tiger
+
+        return getattr(tiger, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
