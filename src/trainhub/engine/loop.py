@@ -537,7 +537,7 @@ def fit(
 
         state.epoch = epoch + 1
         state.history.append(logs)
-        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.6g}" for k, v in logs.items()))
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.6g}" for k, v in logs.items()))  # 1-based, as printed
         if logger is not None:
             # The optimizer step is the x axis of every curve (step losses, step and epoch
             # validation alike); the epoch travels along as a metric of its own.
@@ -557,8 +557,10 @@ def fit(
         stop = runtime.broadcast_object(stopper is not None and (stopper.should_stop or stopped_mid_epoch))
         if stop:
             result.stopped_early = True
-            log.info("early stopping after epoch %d: best %s=%s at %s",
-                     epoch, stopper.monitor, stopper.best, stopper.best_step)
+            where = (f"epoch {stopper.best_step + 1}" if not step_eval and stopper.best_step is not None
+                     else f"step {stopper.best_step}")
+            log.info("early stopping after epoch %d: no better %s for %d validations; best %s=%.6g at %s",
+                     epoch + 1, stopper.monitor, stopper.patience, stopper.monitor, stopper.best, where)
             break
 
     if stopper is not None and result.best_epoch is None and stopper.best_step is not None:
