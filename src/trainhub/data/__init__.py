@@ -5,6 +5,7 @@ from trainhub.data.dataset import DictDataset, PredictDataset, TorchDataset, mak
 from trainhub.data.encoders import MISSING_ID, OOV_ID, CategoricalEncoder
 from trainhub.data.generator import DataGenerator, SeqDataset, SequenceDataGenerator
 from trainhub.data.interactions import ItemVocab, encode_histories, read_interactions
+from trainhub.data.item_text import encode_item_texts, item_texts_from_frame
 from trainhub.data.match import (
     MatchDataGenerator,
     gather_inbatch_logits,
@@ -58,4 +59,7 @@ __all__ = [
     "TigerSeqDataset",
     "Trie",
     "SemanticIDTokenizer",
+    # item text -> item vectors (HLLM, RQ-VAE inputs)
+    "encode_item_texts",
+    "item_texts_from_frame",
 ]
