@@ -84,3 +84,23 @@ def test_a_live_writer_s_temporary_file_is_left_alone(tmp_path):
         other.kill()
         other.wait()
     assert remove_stale_temps(tmp_path / "w.json") == [live]
+
+
+def test_a_full_disk_is_an_oserror_naming_the_file(tmp_path):
+    import errno
+
+    from trainhub.cli import error_line
+
+    def torch_like_short_write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:659] . unexpected pos 64704 vs 64600")
+
+    target = tmp_path / "last.ckpt"
+    with pytest.raises(OSError) as err:
+        atomic_write(target, torch_like_short_write)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert error_line(err.value).startswith(f"no space left on the device writing {target}")
+    assert not list(tmp_path.iterdir())  # the temporary file is gone, nothing half-written stays
+    with pytest.raises(RuntimeError, match="something else"):  # other errors pass through unchanged
+        atomic_write(target, lambda tmp: (_ for _ in ()).throw(RuntimeError("something else")))

@@ -94,7 +94,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None],
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     mode = tmp.stat().st_mode & 0o777  # 0666 minus the umask, read without touching the umask
     try:
-        write(str(tmp))
+        try:
+            write(str(tmp))
+        except RuntimeError as err:  # torch's zip writer reports a full disk as a bad stream position
+            full = _disk_full(err, path)
+            if full is None:
+                raise
+            raise full from err
         if tmp.stat().st_mode & 0o777 != mode:  # some writers (safetensors) recreate the file as 0600
             os.chmod(tmp, mode)
         with open(tmp, "rb") as fh:
@@ -108,6 +114,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None],
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _disk_full(err: RuntimeError, path: Path) -> OSError | None:
+    """An ``OSError(ENOSPC)`` naming ``path`` when ``err`` is a writer's report of a short write on a
+    full disk (torch: "unexpected pos ...", "file write failed"), else None."""
+    import errno
+
+    text = str(err)
+    if "unexpected pos" not in text and "write failed" not in text:
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = 0
+    return OSError(errno.ENOSPC, f"No space left on device ({free} bytes free; the writer said: "
+                                 f"{text.strip().splitlines()[-1][:120]})", str(path))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
