@@ -53,6 +53,14 @@ PORTING = {
     "torch_rechub.data.dataset": "trainhub.data",
     "torch_rechub.utils.onnx_export": "trainhub.export",
     "torch_rechub.utils.quantization": "trainhub.export",
+    "torch_rechub.models.generative.hstu": "trainhub.models.generative",
+    "torch_rechub.models.generative.hllm": "trainhub.models.generative",
+    "torch_rechub.trainers.seq_trainer": "trainhub.trainers.seq_trainer",
+    "torch_rechub.utils.hstu_utils": "trainhub.models.generative",
+    "torch_rechub.basic.layers": "trainhub.nn",
+    "torch_rechub.models.generative.rqvae": "trainhub.models.generative.rqvae",
+    "torch_rechub.models.generative.tiger": "trainhub.models.generative.tiger",
+    "torch_rechub.trainers.rqvae_trainer": "trainhub.trainers.rqvae_trainer",
 }
 PORTING_NAMES = {  # (module, name) -> (trainhub module, trainhub name)
     ("torch_rechub.utils.match", "Annoy"): ("trainhub.retrieval", "Annoy"),

@@ -11,8 +11,8 @@ from bench.rechub_examples import PORTING, PORTING_NAMES, rewrite_imports
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-# (Torch-RecHub module, name) imported by its examples/ and tests/ (generative models, ONNX export,
-# quantization and serving are not part of this list).
+# (Torch-RecHub module, name) imported by its examples/ and tests/ (ONNX export, quantization and
+# serving are not part of this list).
 UPSTREAM_NAMES = [
     ("torch_rechub.basic.features", n) for n in ("DenseFeature", "SparseFeature", "SequenceFeature")
 ] + [
@@ -45,7 +45,15 @@ UPSTREAM_NAMES = [
     ("torch_rechub.models.matching", n) for n in (
         "DSSM", "FaceBookDSSM", "YoutubeDNN", "YoutubeSBC", "MIND", "GRU4Rec", "NARM", "SASRec", "SINE", "STAMP",
         "ComirecSA", "ComirecDR")
-] + [("torch_rechub.models.multi_task", n) for n in ("SharedBottom", "ESMM", "MMOE", "PLE", "AITM")]
+] + [("torch_rechub.models.multi_task", n) for n in ("SharedBottom", "ESMM", "MMOE", "PLE", "AITM")] + [
+    ("torch_rechub.models.generative.hstu", "HSTUModel"), ("torch_rechub.models.generative.hllm", "HLLMModel"),
+    ("torch_rechub.basic.layers", "HSTUBlock"), ("torch_rechub.basic.layers", "HSTULayer"),
+    ("torch_rechub.utils.hstu_utils", "RelPosBias"), ("torch_rechub.utils.hstu_utils", "VocabMask"),
+    ("torch_rechub.trainers.seq_trainer", "SeqTrainer"), ("torch_rechub.models.generative.rqvae", "RQVAEModel"),
+    ("torch_rechub.models.generative.tiger", "TIGERModel"), ("torch_rechub.trainers.rqvae_trainer", "Trainer"),
+    ("torch_rechub.utils.data", "TigerSeqDataset"), ("torch_rechub.utils.data", "Trie"),
+    ("torch_rechub.utils.data", "EmbDataset"),
+]
 
 
 def _target(module: str, name: str) -> tuple[str, str]:
@@ -111,10 +119,12 @@ def test_import_rewrite_follows_the_table():
               "from torch_rechub.utils.match import Annoy, gen_model_input\n"
               "from torch_rechub.models import multi_task as mtl\n"
               "from torch_rechub.basic.metric import (\n    topk_metrics,\n)\n"
-              "from torch_rechub.models.generative.hstu import HSTUModel\n")
+              "from torch_rechub.models.generative.hstu import HSTUModel\n"
+              "from torch_rechub.serving import builder_factory\n")
     out = rewrite_imports(source)
     assert "from trainhub.retrieval import Annoy\nfrom trainhub.data import gen_model_input\n" in out
     assert "from trainhub.models import multitask as mtl\n" in out
     assert "from trainhub.metrics.compat import topk_metrics\n" in out
-    assert "from torch_rechub.models.generative.hstu import HSTUModel\n" in out  # no counterpart: left alone
+    assert "from trainhub.models.generative import HSTUModel\n" in out
+    assert "from torch_rechub.serving import builder_factory\n" in out  # no counterpart: left alone
     compile(out, "<rewritten>", "exec")
