@@ -8,7 +8,7 @@ recent ``max_seq_len`` positions, right-aligned positions) and the scoring head 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainhub.models import toy
+from trainhub.models.generative.item_table import ItemEmbedding, gather_item_rows
 from trainhub.nn.fused_table import is_tracing
 
 __all__ = [
@@ -129,9 +130,14 @@ def check_score_head(score_norm: str, temperature: float) -> None:
         raise ValueError(f"temperature must be positive, got {temperature}")
 
 
+def _plain_gather(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return F.embedding(ids, table) if table.dim() == 2 else table[ids]
+
+
 def score_items(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                 item_ids: torch.Tensor | None = None, *, l2_norm: bool = False, eps: float = 1e-6,
-                temperature: float = 1.0) -> torch.Tensor:
+                temperature: float = 1.0,
+                gather: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Logits of items for user states: ``(norm(h) · norm(w_i) + b_i) / temperature``.
 
     Args:
@@ -142,6 +148,9 @@ def score_items(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
             each row's own candidates (``[..., N]``).
         l2_norm: cosine scores (both sides L2-normalised with ``eps``).
         temperature: divides the logits (bias included, as Torch-RecHub).
+        gather: ``gather(table, ids) -> table[ids]`` reads the candidates' rows of ``weight`` and
+            entries of ``bias`` (default plain indexing; the learned-table models pass
+            :func:`~trainhub.models.generative.item_table.gather_item_rows` for row-sparse gradients).
 
     Any column of the candidate forms equals the same column of the full form.
     """
@@ -152,7 +161,8 @@ def score_items(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
             weight = F.normalize(weight, p=2, dim=-1, eps=eps)
         logits = F.linear(hidden, weight, bias)  # [..., V]
     else:
-        rows = F.embedding(item_ids, weight)  # [..., N, D]
+        take = gather or _plain_gather
+        rows = take(weight, item_ids)  # [..., N, D]
         if l2_norm:
             rows = F.normalize(rows, p=2, dim=-1, eps=eps)
         if item_ids.dim() == 1:  # shared candidates: one matmul
@@ -160,7 +170,7 @@ def score_items(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         else:  # per-row candidates
             logits = torch.matmul(rows, hidden.unsqueeze(-1)).squeeze(-1)  # [..., N]
         if bias is not None:
-            logits = logits + bias[item_ids]
+            logits = logits + take(bias, item_ids)
     if temperature != 1.0:
         logits = logits / temperature
     return logits
@@ -170,11 +180,11 @@ def init_weights(model: nn.Module) -> None:
     """Xavier-uniform for every matrix (embeddings and linear weights), zeros for biases, as
     Torch-RecHub; LayerNorms and bias tables keep their own init. Then PAD rows back to zero."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Embedding)):
+        if isinstance(module, (nn.Linear, nn.Embedding, ItemEmbedding)):
             nn.init.xavier_uniform_(module.weight)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            if isinstance(module, (nn.Embedding, ItemEmbedding)) and module.padding_idx is not None:
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
@@ -195,11 +205,20 @@ def example_batch(vocab_size: int = toy.VOCAB["item_id"], batch_size: int = toy.
 
 class LearnedItemTableModel(nn.Module):
     """The scoring head of a model whose item table is learned (HSTU, SASRec): subclasses build
-    ``token_embedding`` and call :meth:`build_head`, then implement ``encode``.
+    ``token_embedding`` with :meth:`build_item_table` and call :meth:`build_head`, then implement
+    ``encode``.
 
     ``tie_embeddings`` scores against ``token_embedding`` (its PAD row is zero, so PAD scores as the
     bias alone) plus ``output_bias [V]``; otherwise ``output_projection = Linear(D, V)``. Names are
     Torch-RecHub's HSTU ones, so its checkpoints load.
+
+    The item table is an :class:`~trainhub.models.generative.item_table.ItemEmbedding`: dense on a
+    bare model, row-sparse once a trainer switches it (``SeqTrainer``'s ``sparse_embeddings=True``,
+    the default), together with the head's item-indexed parameters (``output_bias``, or
+    ``output_projection``'s weight and bias). Then a sampled-softmax step
+    (``score(hidden, item_ids)``) gives gradients to the input tokens' and the candidates' rows
+    only, and the row-wise optimizer updates just those rows; a full-softmax step scores every item,
+    so its gradient (and update) is dense, see :mod:`~trainhub.models.generative.item_table`.
     """
 
     vocab_size: int
@@ -208,13 +227,21 @@ class LearnedItemTableModel(nn.Module):
     temperature: float
     l2_norm_eps: float
 
+    def build_item_table(self, vocab_size: int, d_model: int) -> None:
+        """``token_embedding``: the ``[V, D]`` item table, PAD = row 0 (``nn.Embedding``'s names)."""
+        self.token_embedding = ItemEmbedding(vocab_size, d_model, padding_idx=0)
+
     def build_head(self, vocab_size: int, d_model: int, tie_embeddings: bool, use_output_bias: bool) -> None:
         if tie_embeddings:
             self.output_projection = None
             self.output_bias = nn.Parameter(torch.zeros(vocab_size)) if use_output_bias else None
+            head = (self.output_bias,)
         else:
             self.output_projection = nn.Linear(d_model, vocab_size, bias=use_output_bias)
             self.output_bias = None
+            head = (self.output_projection.weight, self.output_projection.bias)
+        # The head's item rows switch between dense and row-sparse with the item table.
+        self.token_embedding.link(*head)
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -233,7 +260,7 @@ class LearnedItemTableModel(nn.Module):
         """Logits ``[..., V]`` (``item_ids=None``) or ``[..., N]`` for candidates ``[N]`` / ``[..., N]``
         (see :func:`score_items`)."""
         return score_items(hidden, self.item_embeddings, self.item_bias, item_ids, l2_norm=self.score_norm == "l2",
-                           eps=self.l2_norm_eps, temperature=self.temperature)
+                           eps=self.l2_norm_eps, temperature=self.temperature, gather=gather_item_rows)
 
     def forward(self, seq_tokens: torch.Tensor | Mapping[str, torch.Tensor], time_diffs: torch.Tensor | None = None
                 ) -> torch.Tensor:

@@ -68,6 +68,12 @@ class HSTUModel(LearnedItemTableModel):
     ``use_time_embedding``, and a position-only bias otherwise (Torch-RecHub's rule; with
     ``use_time_embedding=False`` given time differences still feed the attention bias).
 
+    The item table (``token_embedding``, and with it ``output_bias`` or the untied
+    ``output_projection``) is dense on a bare model and row-sparse under ``SeqTrainer``
+    (``sparse_embeddings=True``, the default): a sampled-softmax step then updates only the rows of
+    its input items and candidates, so its cost does not grow with ``vocab_size``; full softmax
+    reads every row and stays dense (see :mod:`trainhub.models.generative.item_table`).
+
     Differences from Torch-RecHub 0.9.0 (both deliberate): position ids are right-aligned (the last
     slot is always ``max_seq_len - 1``), so left padding never changes a real position's logits;
     identical to upstream for length-``max_seq_len`` inputs, which is what its data pipeline makes.
@@ -110,7 +116,7 @@ class HSTUModel(LearnedItemTableModel):
         self.scale_input_embedding = scale_input_embedding
         self.l2_norm_eps = l2_norm_eps
 
-        self.token_embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.build_item_table(vocab_size, d_model)  # token_embedding: row-sparse under the trainers
         self.position_embedding = nn.Embedding(max_seq_len, d_model)
         if use_time_embedding:
             self.time_embedding = nn.Embedding(num_time_buckets, d_model)  # bucket 0 is a real bucket

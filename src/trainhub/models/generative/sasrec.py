@@ -53,7 +53,7 @@ class SASRecModel(LearnedItemTableModel):
         scale_input_embedding: multiply item embeddings by ``sqrt(d_model)`` (SASRec does).
 
     ``time_diffs`` are accepted and ignored (SASRec has no time signal), so both models take the
-    same batches.
+    same batches. The item table is row-sparse under ``SeqTrainer``, as :class:`HSTUModel`'s.
     """
 
     def __init__(self, vocab_size: int, d_model: int = 512, n_heads: int = 8, n_layers: int = 4,
@@ -80,7 +80,7 @@ class SASRecModel(LearnedItemTableModel):
         self.scale_input_embedding = scale_input_embedding
         self.l2_norm_eps = l2_norm_eps
 
-        self.token_embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.build_item_table(vocab_size, d_model)  # token_embedding: row-sparse under the trainers
         self.position_embedding = nn.Embedding(max_seq_len, d_model)
         self.blocks = nn.ModuleList(
             CausalTransformerBlock(d_model, n_heads, dropout, ffn_dim or d_model) for _ in range(n_layers))
