@@ -42,7 +42,7 @@ def _world_size() -> int:
 
 
 def _all_gather_rows(rows: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate every process's ``rows [U]`` and ``values [U, D]`` (sizes may differ)."""
+    """Concatenate every process's ``rows [U]`` and ``values [U, ...]`` (sizes may differ; 1-D bias rows too)."""
     dist = torch.distributed
     world = dist.get_world_size()
     size = torch.tensor([rows.numel()], device=rows.device)
@@ -52,7 +52,7 @@ def _all_gather_rows(rows: torch.Tensor, values: torch.Tensor) -> tuple[torch.Te
     longest = max(sizes)
     pad = longest - rows.numel()
     rows_p = torch.cat([rows, rows.new_zeros(pad)])
-    values_p = torch.cat([values, values.new_zeros(pad, values.shape[1])])
+    values_p = torch.cat([values, values.new_zeros(pad, *values.shape[1:])])
     all_rows = [torch.empty_like(rows_p) for _ in range(world)]
     all_values = [torch.empty_like(values_p) for _ in range(world)]
     dist.all_gather(all_rows, rows_p)
