@@ -64,7 +64,9 @@ def _coder(dims: Sequence[int], dropout: float, bn: bool) -> nn.Sequential:
 
 def _example():
     kwargs = dict(in_dim=16, num_emb_list=[8, 8], e_dim=4, layers=[12], sk_epsilons=[0.0, 0.003])
-    return kwargs, {"embeddings": torch.randn(6, 16, generator=torch.Generator().manual_seed(0))}
+    from trainhub.models.toy import BATCH_SIZE
+
+    return kwargs, {"embeddings": torch.randn(BATCH_SIZE, 16, generator=torch.Generator().manual_seed(0))}
 
 
 @register_model("generative", _example)
