@@ -123,6 +123,16 @@ def restore_length(hidden: torch.Tensor, length: int) -> torch.Tensor:
     return hidden
 
 
+def check_dimensions(vocab_size: int, d_model: int, n_heads: int, max_seq_len: int) -> None:
+    """The sizes every next-item model shares, each error naming the value."""
+    if d_model % n_heads != 0:
+        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}).")
+    if vocab_size < 2:
+        raise ValueError(f"vocab_size must count PAD (0) and at least one item, got {vocab_size}")
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
+
+
 def check_score_head(score_norm: str, temperature: float) -> None:
     if score_norm not in SCORE_NORMS:
         raise ValueError(f"score_norm must be 'none' or 'l2', got {score_norm!r}")

@@ -12,6 +12,7 @@ from torch import nn
 
 from trainhub.integrity import verify_file
 from trainhub.models.generative.base import (
+    check_dimensions,
     example_batch,
     init_weights,
     read_inputs,
@@ -108,8 +109,7 @@ class HLLMModel(nn.Module):
                  use_rel_pos_bias: bool = True, use_time_embedding: bool = True, num_time_buckets: int = 2048,
                  time_bucket_fn: str = "sqrt", temperature: float = 0.07):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}).")
+        check_dimensions(vocab_size, d_model, n_heads, max_seq_len)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         check_time_bucketing(time_bucket_fn)

@@ -9,6 +9,7 @@ from torch import nn
 
 from trainhub.models.generative.base import (
     LearnedItemTableModel,
+    check_dimensions,
     check_score_head,
     example_batch,
     init_weights,
@@ -91,12 +92,7 @@ class HSTUModel(LearnedItemTableModel):
                  temperature: float = 1.0, use_output_bias: bool = True, scale_input_embedding: bool = False,
                  l2_norm_eps: float = 1e-6):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}).")
-        if vocab_size < 2:
-            raise ValueError(f"vocab_size must count PAD (0) and at least one item, got {vocab_size}")
-        if max_seq_len < 1:
-            raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
+        check_dimensions(vocab_size, d_model, n_heads, max_seq_len)
         check_time_bucketing(time_bucket_fn, time_bucket_unit)
         check_score_head(score_norm, temperature)
         self.vocab_size = vocab_size
