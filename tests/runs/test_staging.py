@@ -234,3 +234,55 @@ def test_infinite_dense_values_are_named_before_training(files, tmp_path):
     with pytest.raises(ConfigError, match=r"dense column 'price' .* infinite value \(inf at .*train\.csv data row 6"):
         train_run(cfg)
     assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()
+
+
+def test_trailing_separators_do_not_shift_columns_and_a_constant_label_warns(files, tmp_path, caplog):
+    from trainhub.runs.prepare import read_table
+
+    (tmp_path / "t.csv").write_text("user_id,item_id,price,label\nu1,i1,1.5,0,\nu2,i2,2.5,1,\n")
+    frame = read_table(str(tmp_path / "t.csv"))
+    assert frame["user_id"].tolist() == ["u1", "u2"] and frame["label"].tolist() == [0, 1]
+    folder, frames = files
+    train = frames["train"].drop(columns=["oracle_prob"]).assign(label=0)
+    train.to_csv(tmp_path / "zeros.csv", index=False)
+    cfg = _config(folder, tmp_path / "run", n_epoch=1)
+    cfg["dataset"]["train"] = str(tmp_path / "zeros.csv")
+    with caplog.at_level("WARNING"):
+        train_run(cfg)
+    assert "label column 'label' holds only 0 in the training rows" in caplog.text
+
+
+def test_a_resume_copy_cut_short_is_never_resumed_from(files, tmp_path, monkeypatch):
+    import shutil as sh
+
+    out = tmp_path / "run"
+    train_run(_config(files[0], out, n_epoch=1))
+    before = _digest(out)
+
+    def full_disk(src, dst, **kw):
+        (Path(dst) / "logs").mkdir(parents=True)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sh, "copytree", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        train_run(_config(files[0], out, n_epoch=2, resume="auto"))
+    monkeypatch.undo()
+    assert _digest(out) == before and not (tmp_path / ".run.partial").exists()
+    assert not list(tmp_path.glob(".run.copy-*"))
+    # a partial folder without its config cannot be checked, so it is not resumed
+    train_run(_config(files[0], out, n_epoch=2, resume="auto"))
+    (tmp_path / ".run.partial").mkdir()
+    sh.copy(out / "last.ckpt", tmp_path / ".run.partial" / "last.ckpt")
+    with pytest.raises(ConfigError, match="has no config.yaml"):
+        train_run(_config(files[0], out, n_epoch=3, resume="auto"))
+
+
+def test_a_multitask_run_may_replace_its_own_folder(tmp_path):
+    cfg = {"output_dir": str(tmp_path / "mt"), "seed": 0, "num_threads": 1,
+           "dataset": {"name": "synthetic_multitask", "params": {"rows": 600}},
+           "model": {"name": "SharedBottom", "params": {"features": "all", "bottom_params": {"dims": [8]},
+                                                         "tower_params_list": [{"dims": [4]}, {"dims": [4]}]}},
+           "trainer": {"n_epoch": 1, "progress": False}, "loggers": {"names": [], "plots": False}}
+    train_run(cfg)
+    assert any(p.name.startswith("model_") for p in (tmp_path / "mt").iterdir())
+    train_run(cfg)  # its own model_<mode>_<seed>.pth is part of the run

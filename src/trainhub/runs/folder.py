@@ -30,6 +30,7 @@ from torch import nn
 
 from trainhub.engine.checkpoint import load_weights, save_weights
 from trainhub.files import read_json, write_text_atomic
+from trainhub.integrity import record_file, verify_file
 from trainhub.runs.prepare import Preprocessor, read_table
 from trainhub.runs.specs import feature_from_dict, params_from_json
 
@@ -188,6 +189,7 @@ class Run:
         if not (folder / "index").is_dir():
             raise FileNotFoundError(f"{folder / 'index'} is missing; run `trainhub export {self.folder}` first")
         index = TorchIndex.load(folder / "index")
+        verify_file(folder / "items.json")  # a flipped byte would return other items' ids
         values = read_json(folder / "items.json", keys=("values",))["values"]
         scores, ids = index.search(self.user_embeddings(data, batch_size), k=k)
         return [[(values[i], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
@@ -262,8 +264,8 @@ def export_embeddings(run: Run, items: "pd.DataFrame", users: "pd.DataFrame | No
     items = items.drop_duplicates(subset=item_col, keep="last").reset_index(drop=True)
     item_emb = run._embed(items, "item", "the item rows", batch_size)
     save_weights(folder / "items.safetensors", {"embeddings": item_emb})
-    write_text_atomic(folder / "items.json", json.dumps({"column": item_col, "values": items[item_col].tolist()},
-                                                        default=_json_default))
+    _write_recorded(folder / "items.json", json.dumps({"column": item_col, "values": items[item_col].tolist()},
+                                                      default=_json_default))
     index = TorchIndex(dim=item_emb.shape[-1], metric="ip")
     index.add(item_emb)
     index.save(folder / "index")
@@ -273,9 +275,18 @@ def export_embeddings(run: Run, items: "pd.DataFrame", users: "pd.DataFrame | No
         users = users.drop_duplicates(subset=user_col, keep="last").reset_index(drop=True)
         user_emb = run._embed(users, "user", "the user rows", batch_size)
         save_weights(folder / "users.safetensors", {"embeddings": user_emb})
-        write_text_atomic(folder / "users.json", json.dumps({"column": user_col, "values": users[user_col].tolist()},
-                                                            default=_json_default))
+        _write_recorded(folder / "users.json", json.dumps({"column": user_col, "values": users[user_col].tolist()},
+                                                          default=_json_default))
     return folder
+
+
+def _write_recorded(path: Path, text: str) -> Path:
+    """A JSON file whose checksum is recorded in ``integrity.json`` (row -> item id maps: a damaged
+    one would silently recommend other items)."""
+    from trainhub.files import atomic_write
+
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
+                        before_replace=lambda tmp: record_file(tmp, path.name))
 
 
 def build_model_from_manifest(manifest: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:

@@ -9,6 +9,7 @@ into the ``{column: array}`` dict the model reads.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from trainhub.runs.config import DatasetConfig
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Preprocessor", "read_table", "load_frames", "check_labels", "source_of"]
 
@@ -54,7 +57,8 @@ def read_table(paths: str | Sequence[str], sep: str | None = None) -> "pd.DataFr
                 raise ValueError(f"cannot read {file}: {err}") from None
         elif lower.endswith(CSV_SUFFIXES):
             try:
-                frames.append(pd.read_csv(file, sep=sep or ("\t" if ".tsv" in lower else ",")))
+                # index_col=False: rows that end in a separator must not shift every column by one
+                frames.append(pd.read_csv(file, sep=sep or ("\t" if ".tsv" in lower else ","), index_col=False))
             except pd.errors.EmptyDataError:
                 raise ValueError(f"{file} is empty (no header, no rows)") from None
             except (pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -130,6 +134,9 @@ def check_labels(kind: str, cfg: Any, labels: Sequence[str], task_types: Sequenc
                 bad = (column != 0) & (column != 1)
                 kind_msg = ("is not 0 or 1, and this is a binary classification label (derive a 0/1 label, "
                             "e.g. rating >= 4, or use a regression task)")
+            if not bad.any() and part == "train" and j < len(binary) and binary[j] and len(np.unique(column)) == 1:
+                log.warning("label column %r holds only %g in the training rows: the model can learn nothing but "
+                            "that constant", label, column[0])
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 frame = (frames or {}).get(part)

@@ -48,17 +48,17 @@ class RunStaging:
     """
 
     def __init__(self, target: str | os.PathLike):
-        self.target = Path(target)
-        self.parent = self.target.resolve().parent
-        self.stage = self.parent / f".{self.target.resolve().name}.partial"
-        self._lock_path = self.parent / f".{self.target.resolve().name}.lock"
+        self.target = Path(target).absolute()  # not resolved: a symlinked output_dir is replaced in place
+        self.parent = self.target.parent
+        self.stage = self.parent / f".{self.target.name}.partial"
+        self._lock_path = self.parent / f".{self.target.name}.lock"
 
     # -- checks that write nothing ------------------------------------------------------------
     def check(self) -> None:
         """The target can be replaced: absent, empty, or a run folder; its parent is writable."""
         run_folder.check_output_dir(self.target, "output_dir")
         if self.target.is_dir():
-            foreign = sorted(p.name for p in self.target.iterdir() if p.name not in RUN_FILES)
+            foreign = sorted(p.name for p in self.target.iterdir() if not _is_run_file(p.name))
             if foreign:
                 shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
                 raise FileExistsError(
@@ -103,13 +103,13 @@ class RunStaging:
 
     def _recover(self) -> None:
         """Put back a run that a crash left under its ``.old`` name between the two renames."""
-        olds = sorted(self.parent.glob(f".{self.target.resolve().name}.old-*"))
+        olds = sorted(self.parent.glob(f".{self.target.name}.old-*"))
         if olds and not self.target.exists():
             os.replace(olds[-1], self.target)
             log.warning("restored %s from %s (a run was interrupted while replacing it)", self.target, olds[-1].name)
             olds = olds[:-1]
         for old in olds:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
 
     def open(self, resume_from: Path | None) -> Path:
         """Create the staging folder: a fresh one, the killed run's partial folder as it is, or a
@@ -121,7 +121,15 @@ class RunStaging:
                         self.stage)
             shutil.rmtree(self.stage)
         if resume_from is not None:  # continue a finished run: train on a copy, swap when done
-            shutil.copytree(resume_from, self.stage, ignore=shutil.ignore_patterns(".*.tmp"))
+            # Copied under another name first: a copy cut short (a full disk) is never taken for a
+            # partial run by the next resume.
+            copy = self.parent / f".{self.target.name}.copy-{secrets.token_hex(4)}"
+            try:
+                shutil.copytree(resume_from, copy, ignore=shutil.ignore_patterns(".*.tmp"))
+            except BaseException:
+                shutil.rmtree(copy, ignore_errors=True)
+                raise
+            os.replace(copy, self.stage)
         else:
             self.stage.mkdir(parents=True)
         return self.stage
@@ -130,10 +138,23 @@ class RunStaging:
         """Replace the target with the staging folder (the target stays whole if this fails)."""
         old = None
         if self.target.exists():
-            old = self.parent / f".{self.target.resolve().name}.old-{secrets.token_hex(4)}"
+            old = self.parent / f".{self.target.name}.old-{secrets.token_hex(4)}"
             os.replace(self.target, old)
         os.replace(self.stage, self.target)
         _fsync_dir(self.parent)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         return self.target
+
+
+def _is_run_file(name: str) -> bool:
+    """A file or folder a run (of any trainer) leaves in its folder: multi-task weights are
+    ``model_<mode>_<seed>.pth``."""
+    return name in RUN_FILES or (name.startswith("model") and name.endswith(".pth"))
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink():  # an output_dir that was a link: the link goes, never what it points to
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)

@@ -319,8 +319,13 @@ def _check_same_config(cfg: RunConfig, folder: Path) -> None:
     """A resumed run must train what the checkpoint trained: the same data, model and seed."""
     path = folder / "config.yaml"
     if not path.is_file():
-        return
-    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raise ConfigError(f"trainer.resume: {folder} has no config.yaml, so it cannot be checked that this config "
+                          "trains what the checkpoint trained; leave resume off to start a new run")
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"trainer.resume: {path} is damaged ({str(err).splitlines()[0]}); leave resume off to "
+                          "start a new run") from None
     current = cfg.to_dict()
     free = {"n_epoch", "resume", "progress", "earlystop_patience"}  # may change between the two runs
     for section in ("dataset", "model", "trainer", "seed"):
